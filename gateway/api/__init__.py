@@ -1,0 +1,1 @@
+"""The HTTP API: aiohttp app, authentication, handlers, problem details, OpenAPI."""

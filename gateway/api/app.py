@@ -1,0 +1,150 @@
+"""The aiohttp application of one node, with its Kafka resources' lifetimes.
+
+    app = create_app(NodeParts(config=config, catalog=catalog, keys=keys,
+                               audit=audit, transport=KafkaTransport(config.kafka)))
+    web.run_app(app)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from gateway.api import handlers
+from gateway.api.auth import Authenticator
+from gateway.api.keys import AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER, Readiness
+from gateway.api.openapi import openapi_document
+from gateway.api.problems import problem_middleware
+from gateway.audit import AuditLog
+from gateway.config import GatewayConfig
+from gateway.contracts import ContractCatalog
+from gateway.crypto.keys import KeyStore
+from gateway.delivery import Inbox
+from gateway.receiving import Receiver
+from gateway.routing import Router
+from gateway.transport import Publisher, Transport
+
+log = structlog.get_logger("gateway.node")
+
+_RESTART_BACKOFF_S = (1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeParts:
+    """What a node is built from; everything else is derived at start-up."""
+
+    config: GatewayConfig
+    catalog: ContractCatalog
+    keys: KeyStore
+    audit: AuditLog
+    transport: Transport
+
+
+def create_app(parts: NodeParts) -> web.Application:
+    config = parts.config
+    app = web.Application(
+        middlewares=[problem_middleware],
+        client_max_size=config.http.max_body_bytes + 1,
+        handler_args={"max_field_size": 8190, "max_line_size": 8190},
+    )
+    app[CONFIG] = config
+    app[CATALOG] = parts.catalog
+    app[AUTH] = Authenticator.from_config(config)
+    app[READINESS] = Readiness()
+    app[INBOXES] = {}
+    app.cleanup_ctx.append(_broker_lifetime(parts))
+    _routes(app)
+    return app
+
+
+def _routes(app: web.Application) -> None:
+    document = openapi_document()
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_post("/v1/contracts/{contract}/messages", handlers.publish)
+    app.router.add_get("/v1/contracts", handlers.list_contracts)
+    app.router.add_get("/v1/contracts/{contract}", handlers.get_contract)
+    app.router.add_get("/v1/inbox", handlers.pull_inbox)
+    app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/openapi.json", openapi)
+
+
+def _broker_lifetime(
+    parts: NodeParts,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    config = parts.config
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        hosted = [p.id for p in config.participants]
+        topics = [t for p in hosted for t in (config.inbox_topic(p), config.dlq_topic(p))]
+        await parts.transport.ensure_topics(topics)
+        publisher = parts.transport.publisher()
+        await publisher.start()
+        app[READINESS].publisher = True
+        app[ROUTER] = Router(config=config, catalog=parts.catalog, keys=parts.keys,
+                             publisher=publisher, audit=parts.audit)
+        tasks = [_start_inbox(app, parts, p, publisher) for p in hosted]
+        try:
+            yield
+        finally:
+            # Stop taking work first, then close the producer the inboxes use.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            app[READINESS].publisher = False
+            await publisher.stop()
+
+    return lifetime
+
+
+def _start_inbox(
+    app: web.Application, parts: NodeParts, participant: str, publisher: Publisher
+) -> asyncio.Task[None]:
+    config = parts.config
+    inbox = Inbox(
+        participant=participant,
+        config=config,
+        source=parts.transport.source(topic=config.inbox_topic(participant),
+                                      group_id=f"{config.prefix}inbox.{participant}"),
+        receiver=Receiver(participant=participant, config=config, catalog=parts.catalog,
+                          keys=parts.keys),
+        publisher=publisher,
+        audit=parts.audit,
+    )
+    app[INBOXES][participant] = inbox
+    readiness = app[READINESS]
+    readiness.inboxes[participant] = False
+    return asyncio.create_task(_supervise(inbox, readiness), name=f"inbox:{participant}")
+
+
+async def _supervise(inbox: Inbox, readiness: Readiness) -> None:
+    """Keep an inbox consuming; after a failure, restart it with a backoff."""
+    failures = 0
+    while True:
+        watcher = asyncio.create_task(_mark_ready(inbox, readiness))
+        try:
+            await inbox.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure restarts the consumer
+            delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+            failures += 1
+            log.warning("inbox_restarting", participant=inbox.participant,
+                        error=type(exc).__name__, delay_s=delay)
+            await asyncio.sleep(delay)
+        finally:
+            watcher.cancel()
+            readiness.inboxes[inbox.participant] = False
+
+
+async def _mark_ready(inbox: Inbox, readiness: Readiness) -> None:
+    await inbox.started.wait()
+    readiness.inboxes[inbox.participant] = True

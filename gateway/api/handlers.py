@@ -1,0 +1,195 @@
+"""HTTP handlers: parse the request, call the domain, shape the answer.
+
+Handlers raise domain errors only; :mod:`gateway.api.problems` turns them
+into problem details.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.keys import AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER
+from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
+from gateway.contracts import ContractVersion
+from gateway.delivery import Delivery, Inbox
+from gateway.errors import (
+    Forbidden,
+    InvalidParameter,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from gateway.jsonparse import parse_json
+from gateway.routing import PublishRequest
+
+_MAX_RECIPIENTS = 64
+
+
+def participant_of(request: web.Request) -> str:
+    return request.app[AUTH].participant(request.headers.get("Authorization"))
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes before reading them all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _require_json(request: web.Request) -> None:
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"send Content-Type: application/json, not '{ctype[:60]}'")
+
+
+def _token_header(request: web.Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    if value is not None and not SAFE_TOKEN.fullmatch(value):
+        raise InvalidParameter(name, f"{name} must be 1-128 of A-Z a-z 0-9 . _ : / @ + = -")
+    return value
+
+
+def _recipients(request: web.Request) -> list[str]:
+    names = [n.strip() for v in request.query.getall("to", []) for n in v.split(",")]
+    names = [n for n in names if n]
+    if len(names) > _MAX_RECIPIENTS:
+        raise InvalidParameter("to", f"at most {_MAX_RECIPIENTS} recipients")
+    return names
+
+
+async def publish(request: web.Request) -> web.Response:
+    sender = participant_of(request)
+    _require_json(request)
+    traceparent = request.headers.get("traceparent")
+    if traceparent is not None and not TRACEPARENT.fullmatch(traceparent):
+        raise InvalidParameter("traceparent", "traceparent is not a W3C trace context")
+    config = request.app[CONFIG]
+    body = await read_body(request, config.http.max_body_bytes)
+    accepted = await request.app[ROUTER].publish(
+        PublishRequest(
+            sender=sender,
+            contract=request.match_info["contract"],
+            body=body,
+            to=_recipients(request),
+            ordering_key=_token_header(request, "X-Ordering-Key"),
+            correlation_id=_token_header(request, "X-Correlation-Id"),
+            traceparent=traceparent,
+        )
+    )
+    return web.json_response(
+        {
+            "message_id": accepted.message_id,
+            "contract": accepted.contract,
+            "recipients": list(accepted.recipients),
+        },
+        status=202,
+    )
+
+
+def _inbox(request: web.Request) -> Inbox:
+    participant = participant_of(request)
+    inbox = request.app[INBOXES].get(participant)
+    if inbox is None:
+        raise Forbidden(f"'{participant}' has no inbox on this node")
+    return inbox
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidParameter(name, f"'{name}' must be a number") from None
+    if not low <= value <= high:
+        raise InvalidParameter(name, f"'{name}' must be between {low:g} and {high:g}")
+    return value
+
+
+async def pull_inbox(request: web.Request) -> web.Response:
+    inbox = _inbox(request)
+    http = request.app[CONFIG].http
+    max_messages = int(_number(request, "max", 10, 1, http.max_inbox_batch))
+    wait_s = _number(request, "wait", 0, 0, http.max_inbox_wait_s)
+    deliveries = await inbox.pull(max_messages=max_messages, wait_s=wait_s)
+    # Payloads are spliced in as the exact bytes that were signed, not re-encoded.
+    items = b",".join(_delivery_json(d) for d in deliveries)
+    return web.Response(body=b'{"messages":[' + items + b"]}", content_type="application/json")
+
+
+def _delivery_json(delivery: Delivery) -> bytes:
+    m = delivery.message
+    meta = {
+        "tag": delivery.tag,
+        "message_id": m.message_id,
+        "sender": m.sender,
+        "contract": m.contract,
+        "version": m.version,
+        "issued_at": m.issued_at,
+        "correlation_id": m.correlation_id,
+    }
+    return json.dumps(meta).encode()[:-1] + b',"payload":' + m.payload.strip() + b"}"
+
+
+async def ack_inbox(request: web.Request) -> web.Response:
+    inbox = _inbox(request)
+    _require_json(request)
+    http = request.app[CONFIG].http
+    body = parse_json(await read_body(request, 65536), max_bytes=65536, max_depth=4)
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidParameter("tags", "send {\"tags\": [\"<delivery tag>\", ...]}")
+    if len(tags) > http.max_inbox_batch * 10:
+        raise InvalidParameter("tags", f"at most {http.max_inbox_batch * 10} tags per request")
+    result = await inbox.ack(tags)
+    return web.json_response({"acknowledged": result.acknowledged, "unknown": result.unknown})
+
+
+def _contract_json(contract: ContractVersion, *, with_schema: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": contract.id,
+        "version": str(contract.version),
+        "title": contract.title,
+        "owner": contract.owner,
+        "producers": sorted(contract.producers),
+        "consumers": sorted(contract.consumers),
+    }
+    if with_schema:
+        data["schema"] = contract.schema
+    return data
+
+
+async def list_contracts(request: web.Request) -> web.Response:
+    participant_of(request)
+    catalog = request.app[CATALOG]
+    return web.json_response(
+        {"contracts": [_contract_json(c, with_schema=False) for c in catalog]}
+    )
+
+
+async def get_contract(request: web.Request) -> web.Response:
+    participant_of(request)
+    contract = request.app[CATALOG].resolve(request.match_info["contract"])
+    return web.json_response(_contract_json(contract, with_schema=True))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[READINESS].checks()
+    ready = all(checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not-ready", "checks": checks},
+        status=200 if ready else 503,
+    )

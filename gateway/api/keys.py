@@ -1,0 +1,32 @@
+"""Typed application keys for the resources the HTTP app shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.api.auth import Authenticator
+from gateway.config import GatewayConfig
+from gateway.contracts import ContractCatalog
+from gateway.delivery import Inbox
+from gateway.routing import Router
+
+
+@dataclass(slots=True)
+class Readiness:
+    """What must be up before the node takes traffic."""
+
+    publisher: bool = False
+    inboxes: dict[str, bool] = field(default_factory=dict)
+
+    def checks(self) -> dict[str, bool]:
+        return {"publisher": self.publisher, **{f"inbox:{k}": v for k, v in self.inboxes.items()}}
+
+
+CONFIG = web.AppKey("config", GatewayConfig)
+CATALOG = web.AppKey("catalog", ContractCatalog)
+AUTH = web.AppKey("auth", Authenticator)
+ROUTER = web.AppKey("router", Router)
+INBOXES = web.AppKey("inboxes", dict[str, Inbox])
+READINESS = web.AppKey("readiness", Readiness)

@@ -1,0 +1,77 @@
+"""RFC 9457 problem details: the one place errors become HTTP responses.
+
+Handlers raise domain errors; this middleware walks the error's class
+hierarchy to find its status, so a new error subclass needs no new handler
+code. Unexpected exceptions become a bare 500 with no detail, logged here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway import errors
+
+log = structlog.get_logger("gateway.api")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:gateway:problem:"
+
+_STATUS: dict[type[errors.GatewayError], int] = {
+    errors.InputError: 400,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.ContractError: 422,
+    errors.UnknownContract: 404,
+    errors.Unauthenticated: 401,
+    errors.AuthError: 403,
+    errors.VerificationError: 422,
+    errors.TransportError: 503,
+    errors.GatewayError: 500,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def status_of(exc: errors.GatewayError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 500
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> web.Response:
+    body = {"type": TYPE_PREFIX + code, "title": title, "status": status, "detail": detail}
+    return web.Response(
+        status=status,
+        text=json.dumps({**body, **extra}),
+        content_type=PROBLEM_JSON,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.GatewayError as exc:
+        status = status_of(exc)
+        response = problem(status, exc.code, exc.title, exc.detail, **exc.extensions())
+        if isinstance(exc, errors.TransportError):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, errors.Unauthenticated):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        if status >= 500:
+            log.error("request_failed", code=exc.code, path=request.path)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "-")
+        return problem(exc.status, code, exc.reason, exc.text or exc.reason)
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        return problem(500, "internal-error", "Internal error", "the request could not be served")

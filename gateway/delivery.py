@@ -1,0 +1,227 @@
+"""Pull delivery: a hosted participant's inbox, with delivery tags and acks.
+
+A background task reads the participant's inbox topic as a member of its
+consumer group, runs each record through the :class:`Receiver`, and keeps
+verified messages until the participant pulls and acknowledges them.
+Offsets are committed only up to the first message not yet acknowledged in
+each partition, so anything unacknowledged comes back after a restart.
+Records that fail verification go to the dead-letter topic with their reason
+and are never delivered.
+
+    inbox = Inbox(participant="socialtreasury", source=..., receiver=..., ...)
+    task = asyncio.create_task(inbox.run())
+    deliveries = await inbox.pull(max_messages=10, wait_s=5)
+    await inbox.ack([d.tag for d in deliveries])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import structlog
+
+from gateway.audit import AuditLog, digest
+from gateway.config import GatewayConfig
+from gateway.errors import TransportError, VerificationError
+from gateway.receiving import ReceivedMessage, Receiver
+from gateway.transport import InboundRecord, OutboundRecord, Partition, Publisher, RecordSource
+
+log = structlog.get_logger("gateway.delivery")
+
+_FETCH_WAIT_S = 0.5
+
+
+class State(StrEnum):
+    READY = "ready"
+    HANDED_OUT = "handed-out"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class Delivery:
+    tag: str
+    message: ReceivedMessage
+    where: Partition
+    offset: int
+    state: State = field(default=State.READY)
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    acknowledged: list[str]
+    unknown: list[str]
+
+
+class Inbox:
+    def __init__(
+        self,
+        *,
+        participant: str,
+        config: GatewayConfig,
+        source: RecordSource,
+        receiver: Receiver,
+        publisher: Publisher,
+        audit: AuditLog,
+    ) -> None:
+        self.participant = participant
+        self._config = config
+        self._source = source
+        self._receiver = receiver
+        self._publisher = publisher
+        self._audit = audit
+        self._epoch = secrets.token_hex(4)
+        self._pending: dict[Partition, dict[int, Delivery | None]] = {}
+        self._by_tag: dict[str, Delivery] = {}
+        self._ready: deque[Delivery] = deque()
+        self._arrived = asyncio.Condition()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.started = asyncio.Event()
+
+    # -- consuming side ------------------------------------------------------
+
+    async def run(self) -> None:
+        """Fetch, verify and buffer records until cancelled.
+
+        Whatever was buffered before is dropped first: a (re)started consumer
+        reads again from the last committed offsets.
+        """
+        self.started.clear()
+        self._revoked(set(self._pending))
+        await self._source.start(self._revoked)
+        self.started.set()
+        try:
+            while True:
+                await self._room.wait()
+                room = self._config.delivery.max_in_flight - self._in_flight()
+                records = await self._source.fetch(max(room, 1), _FETCH_WAIT_S)
+                for record in records:
+                    await self._take(record)
+                await self._commit()
+        finally:
+            await self._source.stop()
+
+    async def _take(self, record: InboundRecord) -> None:
+        slots = self._pending.setdefault(record.where, {})
+        try:
+            message = self._receiver.receive(record)
+        except VerificationError as exc:
+            await self._dead_letter(record, exc)
+            slots[record.offset] = None  # settled: nothing to deliver
+            return
+        tag = f"{self._epoch}.{record.partition}.{record.offset}"
+        delivery = Delivery(tag, message, record.where, record.offset)
+        slots[record.offset] = delivery
+        self._by_tag[tag] = delivery
+        self._ready.append(delivery)
+        if self._in_flight() >= self._config.delivery.max_in_flight:
+            self._room.clear()
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def _dead_letter(self, record: InboundRecord, exc: VerificationError) -> None:
+        headers = (
+            *record.headers,
+            ("gw_reason", exc.reason.value.encode()),
+            ("gw_detail", exc.detail[:500].encode()),
+            ("gw_node", self._config.node_id.encode()),
+            ("gw_origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        )
+        dead = OutboundRecord(self._config.dlq_topic(self.participant),
+                              record.key or b"", record.value, headers)
+        while True:  # a verified refusal must not be lost: retry until the DLQ has it
+            try:
+                await self._publisher.publish([dead])
+                break
+            except TransportError:
+                await asyncio.sleep(self._config.delivery.retry_backoff_s)
+        self._audit.record(
+            "envelope.rejected",
+            recipient=self.participant,
+            message_id=(record.header("ce_id") or "")[:64],
+            reason=exc.reason.value,
+            detail=exc.detail[:200],
+            origin=f"{record.topic}/{record.partition}/{record.offset}",
+            envelope_sha256=digest(record.value),
+        )
+
+    def _revoked(self, partitions: set[Partition]) -> None:
+        """Another member owns these partitions now: forget their messages."""
+        for where in partitions:
+            for delivery in (self._pending.pop(where, None) or {}).values():
+                if delivery is not None:
+                    self._by_tag.pop(delivery.tag, None)
+        self._ready = deque(d for d in self._ready if d.where not in partitions)
+        self._room.set()
+
+    def _in_flight(self) -> int:
+        return len(self._by_tag)
+
+    async def _commit(self) -> None:
+        offsets = {}
+        for where, slots in self._pending.items():
+            settled = None
+            for offset in list(slots):
+                delivery = slots[offset]
+                if delivery is not None and delivery.state is not State.DONE:
+                    break
+                settled = offset
+                del slots[offset]
+            if settled is not None:
+                offsets[where] = settled + 1
+        if offsets:
+            try:
+                await self._source.commit(offsets)
+            except TransportError as exc:  # acked messages may come back: dedup is by id
+                log.warning("commit_failed", participant=self.participant, error=exc.detail)
+
+    # -- participant side ----------------------------------------------------
+
+    async def pull(self, *, max_messages: int, wait_s: float) -> list[Delivery]:
+        """Up to ``max_messages`` verified messages, waiting up to ``wait_s`` for one."""
+        if not self._ready and wait_s > 0:
+            async with self._arrived:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait_for(lambda: bool(self._ready)),
+                                           wait_s)
+        taken = []
+        while self._ready and len(taken) < max_messages:
+            delivery = self._ready.popleft()
+            delivery.state = State.HANDED_OUT
+            taken.append(delivery)
+        for delivery in taken:
+            self._audit.record("message.delivered", **self._fields(delivery), mode="pull")
+        return taken
+
+    async def ack(self, tags: Iterable[str]) -> AckResult:
+        """Acknowledge handed-out messages; their offsets commit on the next cycle."""
+        acknowledged, unknown = [], []
+        for tag in tags:
+            delivery = self._by_tag.get(tag)
+            if delivery is None or delivery.state is not State.HANDED_OUT:
+                unknown.append(tag)
+                continue
+            del self._by_tag[tag]
+            delivery.state = State.DONE
+            acknowledged.append(tag)
+            self._audit.record("message.acknowledged", **self._fields(delivery))
+        if acknowledged:
+            self._room.set()
+        return AckResult(acknowledged, unknown)
+
+    def _fields(self, delivery: Delivery) -> dict[str, object]:
+        m = delivery.message
+        return {
+            "message_id": m.message_id,
+            "contract": f"{m.contract}@{m.version}",
+            "sender": m.sender,
+            "recipient": m.recipient,
+            "payload_sha256": digest(m.payload),
+            "payload_size": len(m.payload),
+        }

@@ -1,0 +1,197 @@
+"""The gateway's one error tree, grouped by trust boundary.
+
+Every error carries a stable ``code``: it names the problem ``type`` over HTTP,
+the ``reason`` in audit records and the exit message in the CLI, so callers
+can branch on it without parsing prose. Mapping to HTTP status lives in one
+place, :mod:`gateway.api.problems`.
+
+    >>> try:
+    ...     raise UnknownContract("no contract 'x.y'")
+    ... except ContractError as exc:
+    ...     exc.code
+    'unknown-contract'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    code: ClassVar[str] = "gateway-error"
+    title: ClassVar[str] = "Gateway error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extensions(self) -> dict[str, Any]:
+        """Extra members for the problem document (never secrets or payload data)."""
+        return {}
+
+
+# -- bad partner input -------------------------------------------------------
+
+
+class InputError(GatewayError):
+    """The request itself is unusable: syntax, size or parameters."""
+
+    code = "bad-request"
+    title = "Bad request"
+
+
+class MalformedJSON(InputError):
+    code = "malformed-json"
+    title = "Body is not acceptable JSON"
+
+
+class PayloadTooLarge(InputError):
+    code = "payload-too-large"
+    title = "Body too large"
+
+
+class UnsupportedMediaType(InputError):
+    code = "unsupported-media-type"
+    title = "Unsupported content type"
+
+
+class InvalidParameter(InputError):
+    code = "invalid-parameter"
+    title = "Invalid parameter"
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(detail)
+        self.parameter = parameter
+
+    def extensions(self) -> dict[str, Any]:
+        return {"parameter": self.parameter}
+
+
+class ContractError(GatewayError):
+    """The payload or the contract it names does not fit the rules."""
+
+    code = "contract-error"
+    title = "Contract error"
+
+
+class UnknownContract(ContractError):
+    code = "unknown-contract"
+    title = "Unknown contract or version"
+
+
+class InvalidContract(ContractError):
+    """A contract file is itself malformed (bad YAML, bad schema, wrong path)."""
+
+    code = "invalid-contract"
+    title = "Invalid contract file"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One way a payload breaks its contract, located by JSON pointer (RFC 6901)."""
+
+    pointer: str
+    keyword: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "keyword": self.keyword, "message": self.message}
+
+
+class ContractViolation(ContractError):
+    code = "contract-violation"
+    title = "Payload violates the contract"
+
+    def __init__(self, detail: str, violations: list[Violation]) -> None:
+        super().__init__(detail)
+        self.violations = violations
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": [v.as_dict() for v in self.violations]}
+
+
+class RecipientNotAllowed(ContractError):
+    code = "recipient-not-allowed"
+    title = "Recipient is not a consumer of the contract"
+
+
+class UnknownRecipient(ContractError):
+    code = "unknown-recipient"
+    title = "Recipient is not known to this node"
+
+
+class AuthError(GatewayError):
+    code = "auth-error"
+    title = "Authentication or authorisation failed"
+
+
+class Unauthenticated(AuthError):
+    code = "unauthenticated"
+    title = "Missing or invalid credentials"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+    title = "Not allowed"
+
+
+# -- failed verification -----------------------------------------------------
+
+
+class RejectReason(StrEnum):
+    """Why a received envelope was refused; each is a distinct audit reason."""
+
+    MALFORMED = "malformed"
+    FORBIDDEN_HEADER = "forbidden-header"
+    UNKNOWN_KEY = "unknown-key"
+    DECRYPTION_FAILED = "decryption-failed"
+    SIGNATURE_INVALID = "signature-invalid"
+    RECIPIENT_MISMATCH = "recipient-mismatch"
+    HEADER_MISMATCH = "header-mismatch"
+    UNKNOWN_CONTRACT = "unknown-contract"
+    SENDER_NOT_PRODUCER = "sender-not-producer"
+    RECIPIENT_NOT_CONSUMER = "recipient-not-consumer"
+    CONTRACT_VIOLATION = "contract-violation"
+
+
+class VerificationError(GatewayError):
+    """An envelope failed a check; it is never delivered."""
+
+    code = "verification-failed"
+    title = "Envelope verification failed"
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def extensions(self) -> dict[str, Any]:
+        return {"reason": self.reason.value}
+
+
+# -- retriable infrastructure ------------------------------------------------
+
+
+class TransportError(GatewayError):
+    """The broker could not be reached or did not acknowledge in time."""
+
+    code = "broker-unavailable"
+    title = "Message broker unavailable"
+
+    retry_after_s: int = 5
+
+
+# -- misconfiguration --------------------------------------------------------
+
+
+class ConfigError(GatewayError):
+    code = "invalid-config"
+    title = "Invalid configuration"
+
+
+class KeyStoreError(ConfigError):
+    code = "invalid-key"
+    title = "Invalid or missing key"

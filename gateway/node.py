@@ -1,0 +1,88 @@
+"""Running a node: load contracts and keys, connect to Kafka, serve HTTP.
+
+    async with running_node(config) as node:
+        print(node.url)
+        await node.wait_ready(30)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from gateway.api.app import NodeParts, create_app
+from gateway.api.keys import READINESS
+from gateway.audit import AuditLog
+from gateway.config import GatewayConfig
+from gateway.contracts import load_catalog
+from gateway.crypto.keys import KeyStore
+from gateway.errors import ConfigError
+from gateway.transport import Transport
+from gateway.transport.broker import EmbeddedBroker
+from gateway.transport.kafka import KafkaTransport
+
+log = structlog.get_logger("gateway.node")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningNode:
+    url: str
+    app: web.Application
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once the producer and every inbox consumer are up."""
+        readiness = self.app[READINESS]
+        async with asyncio.timeout(timeout_s):
+            while not all(readiness.checks().values()):
+                await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def kafka_for(config: GatewayConfig) -> Iterator[GatewayConfig]:
+    """The config itself when it names a cluster; else start the embedded broker."""
+    if config.kafka.bootstrap:
+        yield config
+        return
+    with EmbeddedBroker.start(binary=config.broker_bin) as broker:
+        kafka = dataclasses.replace(config.kafka, bootstrap=broker.bootstrap)
+        yield dataclasses.replace(config, kafka=kafka)
+
+
+@contextlib.asynccontextmanager
+async def running_node(
+    config: GatewayConfig, *, transport: Transport | None = None
+) -> AsyncIterator[RunningNode]:
+    """Serve one node until the block exits, then shut down gracefully."""
+    hosted = frozenset(p.id for p in config.participants)
+    audit = AuditLog(node_id=config.node_id, path=config.audit_path)
+    parts = NodeParts(
+        config=config,
+        catalog=load_catalog(config.contracts_dir),
+        keys=KeyStore.load(config.keys_dir, hosted=hosted),
+        audit=audit,
+        transport=transport or KafkaTransport(config.kafka),
+    )
+    runner = web.AppRunner(create_app(parts), handle_signals=False, access_log=None,
+                           shutdown_timeout=5.0)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.http.host, config.http.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {config.http.host}:{config.http.port}: "
+                              f"{exc.strerror}") from exc
+        port = runner.addresses[0][1]
+        node = RunningNode(f"http://{config.http.host}:{port}", runner.app)
+        audit.record("node.started", participants=sorted(hosted), url=node.url)
+        yield node
+    finally:
+        await runner.cleanup()
+        audit.record("node.stopped")
+        audit.close()

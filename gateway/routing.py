@@ -1,0 +1,165 @@
+"""The publish pipeline: check, sign, encrypt per recipient, and hand to Kafka.
+
+A publish returns only after the broker acknowledged the record of every
+recipient (``acks=all``); anything refused before that leaves nothing in Kafka,
+only an audit record.
+
+    router = Router(config=..., catalog=..., keys=..., publisher=..., audit=...)
+    accepted = await router.publish(PublishRequest(sender="minhealth",
+        contract="health.patient-referral", body=b'{...}'))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.audit import AuditLog, digest
+from gateway.cloudevents import event_headers
+from gateway.config import GatewayConfig
+from gateway.contracts import ContractCatalog, ContractVersion
+from gateway.crypto.envelope import Binding, seal
+from gateway.crypto.keys import KeyStore
+from gateway.errors import (
+    ContractViolation,
+    Forbidden,
+    GatewayError,
+    RecipientNotAllowed,
+    UnknownRecipient,
+)
+from gateway.ids import new_message_id
+from gateway.jsonparse import parse_json
+from gateway.transport import OutboundRecord, Publisher
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishRequest:
+    sender: str
+    contract: str
+    """``id`` (latest version) or ``id@version``."""
+    body: bytes
+    to: Sequence[str] = ()
+    """Explicit recipients; empty means every consumer of the contract."""
+    ordering_key: str | None = None
+    correlation_id: str | None = None
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    contract: str
+    recipients: tuple[str, ...]
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        config: GatewayConfig,
+        catalog: ContractCatalog,
+        keys: KeyStore,
+        publisher: Publisher,
+        audit: AuditLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._keys = keys
+        self._publisher = publisher
+        self._audit = audit
+        self._clock = clock
+
+    async def publish(self, request: PublishRequest) -> Accepted:
+        message_id = new_message_id()
+        try:
+            contract, recipients = self._admit(request)
+            records = self._envelopes(message_id, request, contract, recipients)
+            await self._publisher.publish(records)
+        except GatewayError as exc:
+            self._refused(message_id, request, exc)
+            raise
+        self._audit.record(
+            "message.accepted",
+            message_id=message_id,
+            contract=contract.ref,
+            sender=request.sender,
+            recipients=list(recipients),
+            payload_sha256=digest(request.body),
+            payload_size=len(request.body),
+        )
+        return Accepted(message_id, contract.ref, recipients)
+
+    def _admit(self, request: PublishRequest) -> tuple[ContractVersion, tuple[str, ...]]:
+        # 1. The contract exists and the sender is one of its producers.
+        contract = self._catalog.resolve(request.contract)
+        if request.sender not in contract.producers:
+            raise Forbidden(f"'{request.sender}' is not a producer of {contract.ref}")
+        # 2. The body is bounded, well-formed JSON that satisfies the contract.
+        http = self._config.http
+        payload = parse_json(request.body, max_bytes=http.max_body_bytes,
+                             max_depth=http.max_json_depth)
+        contract.validate(payload)
+        # 3. Every recipient is an entitled consumer whose keys this node knows.
+        return contract, self._recipients(contract, request.to)
+
+    def _recipients(self, contract: ContractVersion, to: Sequence[str]) -> tuple[str, ...]:
+        wanted = tuple(dict.fromkeys(to)) or tuple(sorted(contract.consumers))
+        for recipient in wanted:
+            if recipient not in contract.consumers:
+                raise RecipientNotAllowed(
+                    f"'{recipient[:64]}' is not a consumer of {contract.ref}"
+                )
+            if self._keys.public(recipient) is None:
+                raise UnknownRecipient(f"no keys are known for recipient '{recipient}'")
+        return wanted
+
+    def _envelopes(
+        self,
+        message_id: str,
+        request: PublishRequest,
+        contract: ContractVersion,
+        recipients: tuple[str, ...],
+    ) -> list[OutboundRecord]:
+        now = self._clock()
+        signer = self._keys.private(request.sender).signing
+        key = (request.ordering_key or message_id).encode()
+        records = []
+        for recipient in recipients:
+            public = self._keys.public(recipient)
+            if public is None:  # checked in _recipients; keys cannot vanish in between
+                raise UnknownRecipient(f"no keys are known for recipient '{recipient}'")
+            binding = Binding(message_id, request.sender, recipient, contract.id,
+                              str(contract.version), int(now))
+            value = seal(request.body, binding, signer=signer,
+                         recipient_key=public.encryption[0])
+            headers = event_headers(
+                message_id=message_id,
+                sender=request.sender,
+                recipient=recipient,
+                contract=contract.id,
+                dataschema=contract.dataschema,
+                time=datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+                correlation_id=request.correlation_id,
+                traceparent=request.traceparent,
+            )
+            records.append(OutboundRecord(self._config.inbox_topic(recipient), key, value,
+                                          headers))
+        return records
+
+    def _refused(self, message_id: str, request: PublishRequest, exc: GatewayError) -> None:
+        fields: dict[str, object] = {}
+        if isinstance(exc, ContractViolation):
+            fields["pointers"] = [v.pointer for v in exc.violations]
+        self._audit.record(
+            "message.rejected",
+            message_id=message_id,
+            contract=request.contract[:200],
+            sender=request.sender,
+            reason=exc.code,
+            payload_sha256=digest(request.body),
+            payload_size=len(request.body),
+            **fields,
+        )

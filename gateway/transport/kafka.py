@@ -1,0 +1,188 @@
+"""aiokafka behind the transport protocols, plus topic provisioning.
+
+Producers use ``acks=all`` and wait for every record's acknowledgement, so
+a publish that returns means the records are durable in Kafka. Consumers
+never auto-commit: offsets move only when the delivery layer says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from gateway.config import KafkaConfig
+from gateway.errors import TransportError
+from gateway.transport.records import (
+    InboundRecord,
+    OutboundRecord,
+    Partition,
+    RevokedCallback,
+)
+
+log = structlog.get_logger("gateway.transport")
+
+
+def _common(config: KafkaConfig) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": config.bootstrap,
+        "client_id": config.client_id,
+        "request_timeout_ms": int(config.request_timeout_s * 1000),
+    }
+
+
+class KafkaPublisher:
+    def __init__(self, *, config: KafkaConfig) -> None:
+        self._config = config
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            **_common(self._config),
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=self._config.linger_ms,
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self._config.request_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await producer.stop()
+            raise TransportError(f"cannot connect to Kafka at {self._config.bootstrap}") from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, records: Sequence[OutboundRecord]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise TransportError("producer is not running")
+        try:
+            async with asyncio.timeout(self._config.publish_timeout_s):
+                futures = [
+                    await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                    for r in records
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("publish_failed", error=type(exc).__name__, records=len(records))
+            raise TransportError("the broker did not acknowledge the message in time") from exc
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, callback: RevokedCallback) -> None:
+        self._callback = callback
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._callback({Partition(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
+
+
+class KafkaRecordSource:
+    def __init__(self, *, config: KafkaConfig, topic: str, group_id: str) -> None:
+        self._config = config
+        self._topic = topic
+        self._group_id = group_id
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self, on_revoked: RevokedCallback) -> None:
+        consumer = AIOKafkaConsumer(
+            **_common(self._config),
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self._config.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self._config.heartbeat_interval_s * 1000),
+            rebalance_timeout_ms=int(self._config.rebalance_timeout_s * 1000),
+        )
+        try:
+            await consumer.start()
+        except (KafkaError, OSError) as exc:
+            await consumer.stop()
+            raise TransportError(f"cannot connect to Kafka at {self._config.bootstrap}") from exc
+        consumer.subscribe([self._topic], listener=_Revocations(on_revoked))
+        self._consumer = consumer
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
+        consumer = self._running()
+        batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [
+            InboundRecord(
+                topic=m.topic,
+                partition=m.partition,
+                offset=m.offset,
+                key=m.key,
+                value=m.value or b"",
+                headers=tuple(m.headers or ()),
+            )
+            for messages in batches.values()
+            for m in messages
+        ]
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        consumer = self._running()
+        try:
+            await consumer.commit({TopicPartition(*p): o for p, o in offsets.items()})
+        except KafkaError as exc:
+            raise TransportError(f"offset commit failed: {type(exc).__name__}") from exc
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def _running(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise TransportError("consumer is not running")
+        return self._consumer
+
+
+async def ensure_topics(config: KafkaConfig, topics: Iterable[str]) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AIOKafkaAdminClient(**_common(config))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = sorted(set(topics) - existing)
+        if missing:
+            await _create(admin, config, missing)
+    except KafkaError as exc:
+        raise TransportError(f"cannot create topics: {type(exc).__name__}") from exc
+    finally:
+        await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, config: KafkaConfig, topics: list[str]) -> None:
+    new = [NewTopic(t, config.topic_partitions, config.replication_factor) for t in topics]
+    try:
+        await admin.create_topics(new)
+    except TopicAlreadyExistsError:
+        log.info("topics_exist", topics=topics)
+    else:
+        log.info("topics_created", topics=topics)
+
+
+class KafkaTransport:
+    """The :class:`gateway.transport.Transport` of a real Kafka-protocol cluster."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+
+    def publisher(self) -> KafkaPublisher:
+        return KafkaPublisher(config=self._config)
+
+    def source(self, *, topic: str, group_id: str) -> KafkaRecordSource:
+        return KafkaRecordSource(config=self._config, topic=topic, group_id=group_id)
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        if self._config.create_topics:
+            await ensure_topics(self._config, topics)

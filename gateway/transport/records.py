@@ -1,0 +1,87 @@
+"""Records and the protocols at the transport seam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+
+class Partition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    @property
+    def where(self) -> Partition:
+        return Partition(self.topic, self.partition)
+
+    def header(self, name: str) -> str | None:
+        """The first header of that name as text; None when absent or not UTF-8."""
+        for key, value in self.headers:
+            if key == name:
+                try:
+                    return value.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+        return None
+
+
+class Publisher(Protocol):
+    async def publish(self, records: Sequence[OutboundRecord]) -> None:
+        """Return once the broker acknowledged every record (acks=all).
+
+        Raises :class:`gateway.errors.TransportError` when any record was not
+        acknowledged within the publish timeout.
+        """
+        ...
+
+
+RevokedCallback = Callable[[set[Partition]], None]
+
+
+class RecordSource(Protocol):
+    """One participant's inbox, read as a member of its consumer group."""
+
+    async def start(self, on_revoked: RevokedCallback) -> None: ...
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]: ...
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit ``offset`` (the next one to read) for each partition."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class ManagedPublisher(Publisher, Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Everything a node needs from the broker."""
+
+    def publisher(self) -> ManagedPublisher: ...
+
+    def source(self, *, topic: str, group_id: str) -> RecordSource: ...
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None: ...
