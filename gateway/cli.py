@@ -93,10 +93,16 @@ def _demo(args: argparse.Namespace) -> int:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         log_target = (args.state_dir / "node.log").open("a", encoding="utf-8")
     try:
-        configure_logging(log_target or open("/dev/null", "w"))  # noqa: SIM115, PTH123
+        configure_logging(log_target or open("/dev/null", "w"))  # noqa: SIM115
         return asyncio.run(
-            demo(state_dir=args.state_dir, contracts_dir=args.contracts, serve=args.serve,
-                 port=args.port, as_json=args.json, say=print)
+            demo(
+                state_dir=args.state_dir,
+                contracts_dir=args.contracts,
+                serve=args.serve,
+                port=args.port,
+                as_json=args.json,
+                say=print,
+            )
         )
     finally:
         if log_target:
@@ -112,8 +118,9 @@ def _serve(config_path: Path) -> int:
     async def serve() -> None:
         with kafka_for(config) as live:
             async with running_node(live) as node:
-                print(f"gateway: serving {node.url} (Kafka {live.kafka.bootstrap})",
-                      file=sys.stderr)
+                print(
+                    f"gateway: serving {node.url} (Kafka {live.kafka.bootstrap})", file=sys.stderr
+                )
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,16 +134,23 @@ def _serve(config_path: Path) -> int:
 def _check_contracts(directory: Path, *, as_json: bool) -> int:
     catalog = load_catalog(directory)
     rows = [
-        {"contract": c.ref, "producers": sorted(c.producers), "consumers": sorted(c.consumers),
-         "valid_examples": len(c.valid_examples), "invalid_examples": len(c.invalid_examples)}
+        {
+            "contract": c.ref,
+            "producers": sorted(c.producers),
+            "consumers": sorted(c.consumers),
+            "valid_examples": len(c.valid_examples),
+            "invalid_examples": len(c.invalid_examples),
+        }
         for c in catalog
     ]
     if as_json:
         print(json.dumps({"ok": True, "contracts": rows}, indent=2))
         return 0
     for row in rows:
-        print(f"ok  {row['contract']:<40} examples: {row['valid_examples']} valid, "
-              f"{row['invalid_examples']} invalid")
+        print(
+            f"ok  {row['contract']:<40} examples: {row['valid_examples']} valid, "
+            f"{row['invalid_examples']} invalid"
+        )
     print(f"{len(rows)} contract version(s) in {directory} are well-formed")
     return 0
 
@@ -148,8 +162,10 @@ def _generate_keys(participant: str, directory: Path) -> int:
         raise ConfigError(f"{directory / participant / PRIVATE_FILE} exists; not overwriting")
     keys = PrivateKeys.generate()
     folder = write_participant_keys(directory, participant, keys)
-    print(f"wrote {folder}/ (signing kid {keys.signing.kid}, "
-          f"encryption kid {keys.decryption[0].kid}); the private file is mode 600")
+    print(
+        f"wrote {folder}/ (signing kid {keys.signing.kid}, "
+        f"encryption kid {keys.decryption[0].kid}); the private file is mode 600"
+    )
     return 0
 
 
@@ -158,8 +174,9 @@ def _new_token(participant: str) -> int:
         raise ConfigError(f"'{participant}' is not a valid participant id")
     token, digest = new_token()
     print(f"token for {participant} (give it to them; it is not stored):\n  {token}")
-    print(f"add to the node config under participants -> {participant} -> token_sha256:\n"
-          f"  {digest}")
+    print(
+        f"add to the node config under participants -> {participant} -> token_sha256:\n  {digest}"
+    )
     return 0
 
 

@@ -114,7 +114,7 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
         data = _read_yaml(path)
         base = path.parent
     _apply_env(data, env)
-    config = _build(GatewayConfig, data, "", base)
+    config: GatewayConfig = _build(GatewayConfig, data, "", base)
     _check(config)
     return config
 
@@ -175,7 +175,7 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _coerce(hint: Any, value: Any, where: str, base: Path) -> Any:  # noqa: PLR0911
+def _coerce(hint: Any, value: Any, where: str, base: Path) -> Any:
     if isinstance(value, _EnvValue):
         try:
             return _coerce(hint, _from_text(hint, value.text), where, base)

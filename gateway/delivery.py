@@ -133,8 +133,9 @@ class Inbox:
             ("gw_node", self._config.node_id.encode()),
             ("gw_origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         )
-        dead = OutboundRecord(self._config.dlq_topic(self.participant),
-                              record.key or b"", record.value, headers)
+        dead = OutboundRecord(
+            self._config.dlq_topic(self.participant), record.key or b"", record.value, headers
+        )
         while True:  # a verified refusal must not be lost: retry until the DLQ has it
             try:
                 await self._publisher.publish([dead])
@@ -188,9 +189,10 @@ class Inbox:
         if not self._ready and wait_s > 0:
             async with self._arrived:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait_for(lambda: bool(self._ready)),
-                                           wait_s)
-        taken = []
+                    await asyncio.wait_for(
+                        self._arrived.wait_for(lambda: bool(self._ready)), wait_s
+                    )
+        taken: list[Delivery] = []
         while self._ready and len(taken) < max_messages:
             delivery = self._ready.popleft()
             delivery.state = State.HANDED_OUT

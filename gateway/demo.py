@@ -81,8 +81,9 @@ def prepare_state(state_dir: Path, contracts_dir: Path, port: int) -> tuple[Path
     return path, tokens
 
 
-async def run_scenario(node: RunningNode, contracts_dir: Path, tokens: dict[str, str],
-                       say: Callable[[str], None]) -> Outcome:
+async def run_scenario(
+    node: RunningNode, contracts_dir: Path, tokens: dict[str, str], say: Callable[[str], None]
+) -> Outcome:
     contract = load_catalog(contracts_dir).resolve(CONTRACT)
     outcome = Outcome()
     async with aiohttp.ClientSession(base_url=node.url) as http:
@@ -92,8 +93,10 @@ async def run_scenario(node: RunningNode, contracts_dir: Path, tokens: dict[str,
         for consumer in CONSUMERS:
             got = await _receive(http, tokens[consumer], len(accepted))
             outcome.received[consumer] = got
-            say(f"  {consumer:<16} received {len(got)} message(s): decrypted, signature "
-                "verified, re-validated, acknowledged")
+            say(
+                f"  {consumer:<16} received {len(got)} message(s): decrypted, signature "
+                "verified, re-validated, acknowledged"
+            )
             if set(got) != accepted:
                 outcome.problems.append(f"{consumer} received {len(got)} of {len(accepted)}")
     if len(accepted) != len(outcome.published) - 1:
@@ -112,10 +115,14 @@ def _third_referral() -> dict[str, Any]:
     }
 
 
-async def _publish(http: aiohttp.ClientSession, token: str, payload: Any,
-                   say: Callable[[str], None]) -> dict[str, Any]:
-    async with http.post(f"/v1/contracts/{CONTRACT}/messages", json=payload,
-                         headers={"Authorization": f"Bearer {token}"}) as response:
+async def _publish(
+    http: aiohttp.ClientSession, token: str, payload: Any, say: Callable[[str], None]
+) -> dict[str, Any]:
+    async with http.post(
+        f"/v1/contracts/{CONTRACT}/messages",
+        json=payload,
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
         body = await response.json(content_type=None)
     if response.status == 202:
         say(f"  accepted  {body['message_id']}  -> {', '.join(body['recipients'])}")
@@ -130,19 +137,28 @@ async def _receive(http: aiohttp.ClientSession, token: str, expected: int) -> li
     received: list[str] = []
     deadline = time.monotonic() + _RECEIVE_TIMEOUT_S
     while len(received) < expected and time.monotonic() < deadline:
-        async with http.get("/v1/inbox", params={"max": "10", "wait": "2"},
-                            headers=headers) as response:
+        async with http.get(
+            "/v1/inbox", params={"max": "10", "wait": "2"}, headers=headers
+        ) as response:
             messages = (await response.json())["messages"]
         if messages:
-            async with http.post("/v1/inbox/ack", headers=headers,
-                                 json={"tags": [m["tag"] for m in messages]}) as response:
+            async with http.post(
+                "/v1/inbox/ack", headers=headers, json={"tags": [m["tag"] for m in messages]}
+            ) as response:
                 response.raise_for_status()
         received += [m["message_id"] for m in messages]
     return received
 
 
-async def demo(*, state_dir: Path | None, contracts_dir: Path | None, serve: bool, port: int,
-               as_json: bool, say: Callable[[str], None]) -> int:
+async def demo(
+    *,
+    state_dir: Path | None,
+    contracts_dir: Path | None,
+    serve: bool,
+    port: int,
+    as_json: bool,
+    say: Callable[[str], None],
+) -> int:
     contracts = contracts_dir or default_contracts_dir()
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as scratch:
         state = state_dir or Path(scratch)
@@ -156,8 +172,15 @@ async def demo(*, state_dir: Path | None, contracts_dir: Path | None, serve: boo
     return 0 if outcome.ok else 1
 
 
-async def _run(config: GatewayConfig, contracts: Path, tokens: dict[str, str],
-               say: Callable[[str], None], *, serve: bool, state: Path) -> Outcome:
+async def _run(
+    config: GatewayConfig,
+    contracts: Path,
+    tokens: dict[str, str],
+    say: Callable[[str], None],
+    *,
+    serve: bool,
+    state: Path,
+) -> Outcome:
     broker = config.kafka.bootstrap
     async with running_node(config) as node:
         say(f"Gateway demo: node {node.url}, Kafka {broker}, state in {state}")
@@ -180,17 +203,22 @@ def _summary(outcome: Outcome, config: GatewayConfig, say: Callable[[str], None]
         audit_events = len(config.audit_path.read_text().splitlines())
     say(f"\nAudit trail: {config.audit_path} ({audit_events} events, digests only)")
     verdict = "OK" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
-    say(f"Result: {verdict} - {accepted} accepted, {rejected} rejected, "
-        f"{delivered} delivered and acknowledged")
+    say(
+        f"Result: {verdict} - {accepted} accepted, {rejected} rejected, "
+        f"{delivered} delivered and acknowledged"
+    )
 
 
-async def _serve_forever(node: RunningNode, tokens: dict[str, str], state: Path,
-                         say: Callable[[str], None]) -> None:
+async def _serve_forever(
+    node: RunningNode, tokens: dict[str, str], state: Path, say: Callable[[str], None]
+) -> None:
     say(f"\nServing at {node.url} (Ctrl-C stops). Tokens, also in {state / 'tokens.json'}:")
     for participant, token in tokens.items():
         say(f"  {participant:<16} {token}")
-    say(f"\nTry:\n  curl -s -H 'Authorization: Bearer {tokens[CONSUMERS[0]]}' "
-        f"'{node.url}/v1/inbox?wait=5'")
+    say(
+        f"\nTry:\n  curl -s -H 'Authorization: Bearer {tokens[CONSUMERS[0]]}' "
+        f"'{node.url}/v1/inbox?wait=5'"
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,8 +1,8 @@
 """Message ids: UUIDv7 (RFC 9562), so ids sort by creation time in logs and audits.
 
-    >>> a, b = new_message_id(), new_message_id()
-    >>> len(a), a[14]
-    (36, '7')
+>>> a, b = new_message_id(), new_message_id()
+>>> len(a), a[14]
+(36, '7')
 """
 
 from __future__ import annotations

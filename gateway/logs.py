@@ -30,8 +30,11 @@ def configure_logging(stream: TextIO | None = None, *, level: int = logging.INFO
     )
     # aiokafka and aiohttp log through the standard library: keep their warnings.
     handler = logging.StreamHandler(target)
-    handler.setFormatter(logging.Formatter('{"logger": "%(name)s", "level": "%(levelname)s", '
-                                           '"event": "%(message)s"}'))
+    handler.setFormatter(
+        logging.Formatter(
+            '{"logger": "%(name)s", "level": "%(levelname)s", "event": "%(message)s"}'
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -53,17 +53,25 @@ class Receiver:
         # 1-6. Decrypt, verify the signature with the named sender's key, and
         #      check the signed recipient (gateway.crypto.envelope).
         opened = open_envelope(
-            record.value, recipient=self._participant, keys=self._private,
+            record.value,
+            recipient=self._participant,
+            keys=self._private,
             verify_key=self._verify_key,
         )
         b = opened.binding
         # 7. Headers are routing hints; they must agree with what was signed.
-        expected = {"ce_id": b.message_id, "ce_source": b.sender, "ce_type": b.contract,
-                    "ce_recipient": b.recipient}
+        expected = {
+            "ce_id": b.message_id,
+            "ce_source": b.sender,
+            "ce_type": b.contract,
+            "ce_recipient": b.recipient,
+        }
         for name, value in expected.items():
             if record.header(name) != value:
-                raise VerificationError(RejectReason.HEADER_MISMATCH,
-                                        f"header {name} disagrees with the signed envelope")
+                raise VerificationError(
+                    RejectReason.HEADER_MISMATCH,
+                    f"header {name} disagrees with the signed envelope",
+                )
         if record.topic != self._config.inbox_topic(self._participant):
             raise VerificationError(RejectReason.RECIPIENT_MISMATCH, "read from a foreign inbox")
         # 8. The contract version exists and entitles both ends.
@@ -72,20 +80,35 @@ class Receiver:
         except UnknownContract as exc:
             raise VerificationError(RejectReason.UNKNOWN_CONTRACT, exc.detail) from exc
         if b.sender not in contract.producers:
-            raise VerificationError(RejectReason.SENDER_NOT_PRODUCER,
-                                    f"'{b.sender}' is not a producer of {contract.ref}")
+            raise VerificationError(
+                RejectReason.SENDER_NOT_PRODUCER,
+                f"'{b.sender}' is not a producer of {contract.ref}",
+            )
         if b.recipient not in contract.consumers:
-            raise VerificationError(RejectReason.RECIPIENT_NOT_CONSUMER,
-                                    f"'{b.recipient}' is not a consumer of {contract.ref}")
+            raise VerificationError(
+                RejectReason.RECIPIENT_NOT_CONSUMER,
+                f"'{b.recipient}' is not a consumer of {contract.ref}",
+            )
         # 9. Validate again: the receiver trusts its own contract copy, not the sender.
         http = self._config.http
         try:
-            contract.validate(parse_json(opened.payload, max_bytes=http.max_body_bytes,
-                                         max_depth=http.max_json_depth))
+            contract.validate(
+                parse_json(
+                    opened.payload, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
+                )
+            )
         except (MalformedJSON, PayloadTooLarge, ContractViolation) as exc:
             raise VerificationError(RejectReason.CONTRACT_VIOLATION, exc.detail) from exc
-        return ReceivedMessage(b.message_id, b.sender, b.recipient, b.contract, b.version,
-                               b.issued_at, opened.payload, record.header("ce_correlationid"))
+        return ReceivedMessage(
+            b.message_id,
+            b.sender,
+            b.recipient,
+            b.contract,
+            b.version,
+            b.issued_at,
+            opened.payload,
+            record.header("ce_correlationid"),
+        )
 
     def _verify_key(self, sender: str, kid: str) -> VerifyKey | None:
         keys = self._keys.public(sender)

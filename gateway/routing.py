@@ -99,8 +99,9 @@ class Router:
             raise Forbidden(f"'{request.sender}' is not a producer of {contract.ref}")
         # 2. The body is bounded, well-formed JSON that satisfies the contract.
         http = self._config.http
-        payload = parse_json(request.body, max_bytes=http.max_body_bytes,
-                             max_depth=http.max_json_depth)
+        payload = parse_json(
+            request.body, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
+        )
         contract.validate(payload)
         # 3. Every recipient is an entitled consumer whose keys this node knows.
         return contract, self._recipients(contract, request.to)
@@ -109,9 +110,7 @@ class Router:
         wanted = tuple(dict.fromkeys(to)) or tuple(sorted(contract.consumers))
         for recipient in wanted:
             if recipient not in contract.consumers:
-                raise RecipientNotAllowed(
-                    f"'{recipient[:64]}' is not a consumer of {contract.ref}"
-                )
+                raise RecipientNotAllowed(f"'{recipient[:64]}' is not a consumer of {contract.ref}")
             if self._keys.public(recipient) is None:
                 raise UnknownRecipient(f"no keys are known for recipient '{recipient}'")
         return wanted
@@ -131,10 +130,10 @@ class Router:
             public = self._keys.public(recipient)
             if public is None:  # checked in _recipients; keys cannot vanish in between
                 raise UnknownRecipient(f"no keys are known for recipient '{recipient}'")
-            binding = Binding(message_id, request.sender, recipient, contract.id,
-                              str(contract.version), int(now))
-            value = seal(request.body, binding, signer=signer,
-                         recipient_key=public.encryption[0])
+            binding = Binding(
+                message_id, request.sender, recipient, contract.id, str(contract.version), int(now)
+            )
+            value = seal(request.body, binding, signer=signer, recipient_key=public.encryption[0])
             headers = event_headers(
                 message_id=message_id,
                 sender=request.sender,
@@ -145,8 +144,7 @@ class Router:
                 correlation_id=request.correlation_id,
                 traceparent=request.traceparent,
             )
-            records.append(OutboundRecord(self._config.inbox_topic(recipient), key, value,
-                                          headers))
+            records.append(OutboundRecord(self._config.inbox_topic(recipient), key, value, headers))
         return records
 
     def _refused(self, message_id: str, request: PublishRequest, exc: GatewayError) -> None:

@@ -1,8 +1,8 @@
 """The aiohttp application of one node, with its Kafka resources' lifetimes.
 
-    app = create_app(NodeParts(config=config, catalog=catalog, keys=keys,
-                               audit=audit, transport=KafkaTransport(config.kafka)))
-    web.run_app(app)
+app = create_app(NodeParts(config=config, catalog=catalog, keys=keys,
+                           audit=audit, transport=KafkaTransport(config.kafka)))
+web.run_app(app)
 """
 
 from __future__ import annotations
@@ -89,8 +89,13 @@ def _broker_lifetime(
         publisher = parts.transport.publisher()
         await publisher.start()
         app[READINESS].publisher = True
-        app[ROUTER] = Router(config=config, catalog=parts.catalog, keys=parts.keys,
-                             publisher=publisher, audit=parts.audit)
+        app[ROUTER] = Router(
+            config=config,
+            catalog=parts.catalog,
+            keys=parts.keys,
+            publisher=publisher,
+            audit=parts.audit,
+        )
         tasks = [_start_inbox(app, parts, p, publisher) for p in hosted]
         try:
             yield
@@ -112,10 +117,12 @@ def _start_inbox(
     inbox = Inbox(
         participant=participant,
         config=config,
-        source=parts.transport.source(topic=config.inbox_topic(participant),
-                                      group_id=f"{config.prefix}inbox.{participant}"),
-        receiver=Receiver(participant=participant, config=config, catalog=parts.catalog,
-                          keys=parts.keys),
+        source=parts.transport.source(
+            topic=config.inbox_topic(participant), group_id=f"{config.prefix}inbox.{participant}"
+        ),
+        receiver=Receiver(
+            participant=participant, config=config, catalog=parts.catalog, keys=parts.keys
+        ),
         publisher=publisher,
         audit=parts.audit,
     )
@@ -134,11 +141,15 @@ async def _supervise(inbox: Inbox, readiness: Readiness) -> None:
             await inbox.run()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure restarts the consumer
+        except Exception as exc:
             delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
             failures += 1
-            log.warning("inbox_restarting", participant=inbox.participant,
-                        error=type(exc).__name__, delay_s=delay)
+            log.warning(
+                "inbox_restarting",
+                participant=inbox.participant,
+                error=type(exc).__name__,
+                delay_s=delay,
+            )
             await asyncio.sleep(delay)
         finally:
             watcher.cancel()

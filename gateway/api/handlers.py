@@ -147,7 +147,7 @@ async def ack_inbox(request: web.Request) -> web.Response:
     body = parse_json(await read_body(request, 65536), max_bytes=65536, max_depth=4)
     tags = body.get("tags") if isinstance(body, dict) else None
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise InvalidParameter("tags", "send {\"tags\": [\"<delivery tag>\", ...]}")
+        raise InvalidParameter("tags", 'send {"tags": ["<delivery tag>", ...]}')
     if len(tags) > http.max_inbox_batch * 10:
         raise InvalidParameter("tags", f"at most {http.max_inbox_batch * 10} tags per request")
     result = await inbox.ack(tags)
@@ -171,9 +171,7 @@ def _contract_json(contract: ContractVersion, *, with_schema: bool) -> dict[str,
 async def list_contracts(request: web.Request) -> web.Response:
     participant_of(request)
     catalog = request.app[CATALOG]
-    return web.json_response(
-        {"contracts": [_contract_json(c, with_schema=False) for c in catalog]}
-    )
+    return web.json_response({"contracts": [_contract_json(c, with_schema=False) for c in catalog]})
 
 
 async def get_contract(request: web.Request) -> web.Response:

@@ -70,27 +70,50 @@ _PATHS: dict[str, Any] = {
             ),
             "parameters": [
                 _CONTRACT_PARAM,
-                {"name": "to", "in": "query", "required": False, "style": "form",
-                 "explode": True, "schema": {"type": "array", "items": {"type": "string"}},
-                 "description": "Recipients (default: every consumer of the contract)."},
-                {"name": "X-Ordering-Key", "in": "header", "required": False,
-                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"}},
-                {"name": "X-Correlation-Id", "in": "header", "required": False,
-                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"}},
-                {"name": "traceparent", "in": "header", "required": False,
-                 "schema": {"type": "string"}},
+                {
+                    "name": "to",
+                    "in": "query",
+                    "required": False,
+                    "style": "form",
+                    "explode": True,
+                    "schema": {"type": "array", "items": {"type": "string"}},
+                    "description": "Recipients (default: every consumer of the contract).",
+                },
+                {
+                    "name": "X-Ordering-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"},
+                },
+                {
+                    "name": "X-Correlation-Id",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"},
+                },
+                {
+                    "name": "traceparent",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
             ],
             "requestBody": {"required": True, **_json({"description": "The payload."})},
             "responses": {
-                "202": {"description": "Durable in Kafka for every recipient.", **_json({
-                    "type": "object",
-                    "required": ["message_id", "contract", "recipients"],
-                    "properties": {
-                        "message_id": {"type": "string"},
-                        "contract": {"type": "string"},
-                        "recipients": {"type": "array", "items": {"type": "string"}},
-                    },
-                })},
+                "202": {
+                    "description": "Durable in Kafka for every recipient.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["message_id", "contract", "recipients"],
+                            "properties": {
+                                "message_id": {"type": "string"},
+                                "contract": {"type": "string"},
+                                "recipients": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    ),
+                },
                 **_problems(400, 401, 403, 404, 413, 415, 422, 503),
             },
         }
@@ -100,10 +123,16 @@ _PATHS: dict[str, Any] = {
             "operationId": "listContracts",
             "summary": "Every contract version this node knows",
             "responses": {
-                "200": {"description": "The catalog.", **_json({
-                    "type": "object", "required": ["contracts"],
-                    "properties": {"contracts": {"type": "array", "items": _CONTRACT}},
-                })},
+                "200": {
+                    "description": "The catalog.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["contracts"],
+                            "properties": {"contracts": {"type": "array", "items": _CONTRACT}},
+                        }
+                    ),
+                },
                 **_problems(401),
             },
         }
@@ -113,8 +142,10 @@ _PATHS: dict[str, Any] = {
             "operationId": "getContract",
             "summary": "One contract version with its schema",
             "parameters": [_CONTRACT_PARAM],
-            "responses": {"200": {"description": "The contract.", **_json(_CONTRACT)},
-                          **_problems(401, 404)},
+            "responses": {
+                "200": {"description": "The contract.", **_json(_CONTRACT)},
+                **_problems(401, 404),
+            },
         }
     },
     "/v1/inbox": {
@@ -122,17 +153,31 @@ _PATHS: dict[str, Any] = {
             "operationId": "pullInbox",
             "summary": "Long-poll the caller's inbox for verified messages",
             "parameters": [
-                {"name": "max", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1}},
-                {"name": "wait", "in": "query", "required": False,
-                 "schema": {"type": "number", "minimum": 0},
-                 "description": "Seconds to wait for a first message."},
+                {
+                    "name": "max",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "number", "minimum": 0},
+                    "description": "Seconds to wait for a first message.",
+                },
             ],
             "responses": {
-                "200": {"description": "Messages; acknowledge them by tag.", **_json({
-                    "type": "object", "required": ["messages"],
-                    "properties": {"messages": {"type": "array", "items": _MESSAGE}},
-                })},
+                "200": {
+                    "description": "Messages; acknowledge them by tag.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["messages"],
+                            "properties": {"messages": {"type": "array", "items": _MESSAGE}},
+                        }
+                    ),
+                },
                 **_problems(400, 401, 403),
             },
         }
@@ -141,18 +186,30 @@ _PATHS: dict[str, Any] = {
         "post": {
             "operationId": "ackInbox",
             "summary": "Acknowledge delivered messages",
-            "requestBody": {"required": True, **_json({
-                "type": "object", "required": ["tags"],
-                "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
-            })},
+            "requestBody": {
+                "required": True,
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["tags"],
+                        "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+                    }
+                ),
+            },
             "responses": {
-                "200": {"description": "Which tags were acknowledged.", **_json({
-                    "type": "object", "required": ["acknowledged", "unknown"],
-                    "properties": {
-                        "acknowledged": {"type": "array", "items": {"type": "string"}},
-                        "unknown": {"type": "array", "items": {"type": "string"}},
-                    },
-                })},
+                "200": {
+                    "description": "Which tags were acknowledged.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["acknowledged", "unknown"],
+                            "properties": {
+                                "acknowledged": {"type": "array", "items": {"type": "string"}},
+                                "unknown": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    ),
+                },
                 **_problems(400, 401, 403, 413, 415),
             },
         }
@@ -199,25 +256,32 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details.",
-                    "content": {"application/problem+json": {"schema": {
-                        "type": "object",
-                        "required": ["type", "title", "status", "detail"],
-                        "properties": {
-                            "type": {"type": "string", "format": "uri"},
-                            "title": {"type": "string"},
-                            "status": {"type": "integer"},
-                            "detail": {"type": "string"},
-                            "errors": {"type": "array", "items": {
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
                                 "type": "object",
-                                "required": ["pointer", "keyword", "message"],
+                                "required": ["type", "title", "status", "detail"],
                                 "properties": {
-                                    "pointer": {"type": "string"},
-                                    "keyword": {"type": "string"},
-                                    "message": {"type": "string"},
+                                    "type": {"type": "string", "format": "uri"},
+                                    "title": {"type": "string"},
+                                    "status": {"type": "integer"},
+                                    "detail": {"type": "string"},
+                                    "errors": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["pointer", "keyword", "message"],
+                                            "properties": {
+                                                "pointer": {"type": "string"},
+                                                "keyword": {"type": "string"},
+                                                "message": {"type": "string"},
+                                            },
+                                        },
+                                    },
                                 },
-                            }},
-                        },
-                    }}},
+                            }
+                        }
+                    },
                 }
             },
         },

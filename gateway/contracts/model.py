@@ -1,8 +1,8 @@
 """Contract versions: one immutable JSON Schema plus who may send and receive it.
 
-    >>> v = Version.parse("1.2.0")
-    >>> v > Version.parse("1.10.0"), str(v)
-    (False, '1.2.0')
+>>> v = Version.parse("1.2.0")
+>>> v > Version.parse("1.10.0"), str(v)
+(False, '1.2.0')
 """
 
 from __future__ import annotations

@@ -77,15 +77,17 @@ class PayloadValidator:
 def _explain(error: ValidationError) -> Iterator[Violation]:
     keyword = str(error.validator)
     path = list(error.absolute_path)
-    if keyword == "required" and isinstance(error.instance, dict):
-        for name in error.validator_value:
-            if name not in error.instance:
+    instance: Any = error.instance
+    required: Any = error.validator_value
+    if keyword == "required" and isinstance(instance, dict) and isinstance(required, list):
+        for name in required:
+            if name not in instance:
                 yield Violation(pointer([*path, name]), keyword, _TEMPLATES[keyword])
         return
     if keyword in ("additionalProperties", "unevaluatedProperties") and isinstance(
-        error.instance, dict
+        instance, dict
     ):
-        names = _unexpected_members(error)
+        names = _unexpected_members(error, instance)
         for name in names:
             yield Violation(pointer([*path, name]), keyword, _TEMPLATES[keyword])
         if names:
@@ -93,7 +95,7 @@ def _explain(error: ValidationError) -> Iterator[Violation]:
     yield Violation(pointer(path), keyword, _message(keyword, error.validator_value))
 
 
-def _unexpected_members(error: ValidationError) -> list[str]:
+def _unexpected_members(error: ValidationError, instance: dict[str, Any]) -> list[str]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     declared = set(schema.get("properties", {}))
     patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
@@ -101,7 +103,7 @@ def _unexpected_members(error: ValidationError) -> list[str]:
     # caller then points at the object itself rather than naming nothing.
     return [
         name
-        for name in error.instance
+        for name in instance
         if name not in declared and not any(p.search(name) for p in patterns)
     ]
 

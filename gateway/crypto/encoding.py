@@ -1,7 +1,7 @@
 """The byte encodings JOSE uses: strict base64url and compact JSON headers.
 
-    >>> b64u_decode(b64u_encode(b"\\x00\\xff"))
-    b'\\x00\\xff'
+>>> b64u_decode(b64u_encode(b"\\x00\\xff"))
+b'\\x00\\xff'
 """
 
 from __future__ import annotations

@@ -129,7 +129,10 @@ def _derive_kek(shared: bytes) -> bytes:
     """Concat KDF of RFC 7518 section 4.6.2, with empty PartyUInfo / PartyVInfo."""
     alg = KEY_ALG.encode()
     other_info = (
-        struct.pack(">I", len(alg)) + alg + struct.pack(">I", 0) + struct.pack(">I", 0)
+        struct.pack(">I", len(alg))
+        + alg
+        + struct.pack(">I", 0)
+        + struct.pack(">I", 0)
         + struct.pack(">I", 256)
     )
     return ConcatKDFHash(hashes.SHA256(), 32, other_info).derive(shared)
@@ -214,11 +217,18 @@ def _verify(jws: bytes, recipient: str, verify_key: VerifyKeyLookup) -> Opened:
 
 
 def _binding(header: Mapping[str, Any]) -> Binding:
-    texts = [header[name] for name in ("mid", "iss", "aud", "ctr", "ver")]
+    texts = {name: header[name] for name in ("mid", "iss", "aud", "ctr", "ver")}
     issued_at = header["iat"]
-    if not all(isinstance(t, str) and t for t in texts) or type(issued_at) is not int:
+    if not all(isinstance(t, str) and t for t in texts.values()) or type(issued_at) is not int:
         raise _reject(RejectReason.MALFORMED, "signed header members have the wrong types")
-    return Binding(*texts, issued_at)
+    return Binding(
+        message_id=texts["mid"],
+        sender=texts["iss"],
+        recipient=texts["aud"],
+        contract=texts["ctr"],
+        version=texts["ver"],
+        issued_at=issued_at,
+    )
 
 
 def _header(encoded: bytes, required: set[str], allowed: set[str]) -> dict[str, Any]:

@@ -133,11 +133,25 @@ class PrivateKeys:
 
     def to_jwks(self) -> dict[str, Any]:
         sign_d = self.signing.key.private_bytes_raw()
-        keys = [_okp("Ed25519", _raw(self.signing.key.public_key()), self.signing.kid, "sig",
-                     SIGN_ALG, d=sign_d)]
+        keys = [
+            _okp(
+                "Ed25519",
+                _raw(self.signing.key.public_key()),
+                self.signing.kid,
+                "sig",
+                SIGN_ALG,
+                d=sign_d,
+            )
+        ]
         keys += [
-            _okp("X25519", _raw(k.key.public_key()), k.kid, "enc", KEY_ALG,
-                 d=k.key.private_bytes_raw())
+            _okp(
+                "X25519",
+                _raw(k.key.public_key()),
+                k.kid,
+                "enc",
+                KEY_ALG,
+                d=k.key.private_bytes_raw(),
+            )
             for k in self.decryption
         ]
         return {"keys": keys}
@@ -160,10 +174,17 @@ class PrivateKeys:
         return cls(signing[0], tuple(decryption))
 
 
-def _okp(crv: str, x: bytes, kid: str, use: str, alg: str, *, d: bytes | None = None
-         ) -> dict[str, str]:
-    jwk = {"kty": "OKP", "crv": crv, "x": b64u_encode(x).decode(), "kid": kid, "use": use,
-           "alg": alg}
+def _okp(
+    crv: str, x: bytes, kid: str, use: str, alg: str, *, d: bytes | None = None
+) -> dict[str, str]:
+    jwk = {
+        "kty": "OKP",
+        "crv": crv,
+        "x": b64u_encode(x).decode(),
+        "kid": kid,
+        "use": use,
+        "alg": alg,
+    }
     if d is not None:
         jwk["d"] = b64u_encode(d).decode()
     return jwk
@@ -199,8 +220,9 @@ def _member(jwk: Mapping[str, Any], name: str) -> bytes:
 class KeyStore:
     """Public keys of every known participant, private keys of hosted ones."""
 
-    def __init__(self, public: Mapping[str, PublicKeys], private: Mapping[str, PrivateKeys]
-                 ) -> None:
+    def __init__(
+        self, public: Mapping[str, PublicKeys], private: Mapping[str, PrivateKeys]
+    ) -> None:
         self._public = dict(public)
         self._private = dict(private)
 

@@ -91,7 +91,14 @@ class EmbeddedBroker:
             log_file = open(log_path, "ab") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
             url = f"tcp://127.0.0.1:{port}"
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                [str(executable), "broker", "--listener-url", url, "--advertised-listener-url", url],
+                [
+                    str(executable),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -109,8 +116,9 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
             ):
                 return True
             time.sleep(0.05)

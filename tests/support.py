@@ -1,0 +1,75 @@
+"""Shared test helpers: a small federation of participants with keys and tokens."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.api.auth import new_token
+from gateway.config import GatewayConfig, HttpConfig, KafkaConfig, LocalParticipant
+from gateway.crypto.keys import PrivateKeys, write_participant_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACTS = ROOT / "contracts"
+PARTICIPANTS = ("minhealth", "socialtreasury", "acme-analytics", "metro-medical")
+REFERRAL = "health.patient-referral"
+
+
+@dataclass
+class Federation:
+    """Keys for every participant in one directory, a token each, one topic prefix."""
+
+    root: Path
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
+    keys: dict[str, PrivateKeys] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path) -> Federation:
+        fed = cls(root)
+        for participant in PARTICIPANTS:
+            fed.keys[participant] = PrivateKeys.generate()
+            write_participant_keys(root / "keys", participant, fed.keys[participant])
+            fed.tokens[participant], fed.digests[participant] = new_token()
+        return fed
+
+    def config(
+        self, hosted: tuple[str, ...], *, node_id: str = "node-1", bootstrap: str = "", **kafka: Any
+    ) -> GatewayConfig:
+        timings = {
+            "session_timeout_s": 6.0,
+            "heartbeat_interval_s": 1.0,
+            "rebalance_timeout_s": 2.0,
+            "publish_timeout_s": 5.0,
+            "request_timeout_s": 5.0,
+            **kafka,
+        }
+        return GatewayConfig(
+            node_id=node_id,
+            prefix=self.prefix,
+            contracts_dir=CONTRACTS,
+            keys_dir=self.root / "keys",
+            audit_path=self.root / f"{node_id}.audit.jsonl",
+            participants=tuple(
+                LocalParticipant(id=p, token_sha256=(self.digests[p],)) for p in hosted
+            ),
+            kafka=KafkaConfig(bootstrap=bootstrap, **timings),
+            http=HttpConfig(host="127.0.0.1", port=0, max_inbox_wait_s=10.0),
+        )
+
+    def auth(self, participant: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[participant]}"}
+
+
+def referral(number: int = 1) -> dict[str, Any]:
+    return {
+        "referralId": f"REF-2026-{number:06d}",
+        "issuedOn": "2026-11-02",
+        "patient": {"patientId": "P0000012345", "birthDate": "1961-03-14", "sex": "female"},
+        "diagnosis": {"icd10": "I25.1"},
+        "urgency": "routine",
+        "referredTo": {"organisationId": "cardio-center-3", "specialty": "cardiology"},
+    }
