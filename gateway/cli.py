@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         print(f"gateway: error: {exc.detail}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a path the user named cannot be read or written
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

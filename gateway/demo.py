@@ -166,7 +166,9 @@ async def demo(
         config = load_config(config_path)
         quiet = say if not as_json else (lambda _: None)
         with kafka_for(config) as live:
-            outcome = await _run(live, contracts, tokens, quiet, serve=serve, state=state)
+            outcome = await _run(
+                live, contracts, tokens, quiet, serve=serve, state=state, kept=bool(state_dir)
+            )
     if as_json:
         say(json.dumps({"ok": outcome.ok, **asdict(outcome)}, indent=2))
     return 0 if outcome.ok else 1
@@ -180,28 +182,32 @@ async def _run(
     *,
     serve: bool,
     state: Path,
+    kept: bool,
 ) -> Outcome:
     broker = config.kafka.bootstrap
     async with running_node(config) as node:
-        say(f"Gateway demo: node {node.url}, Kafka {broker}, state in {state}")
+        say(f"Gateway demo: node {node.url}, Kafka {broker}")
         await node.wait_ready(60)
         say(f"\nminhealth publishes {CONTRACT} referrals over HTTP:")
         say("")
         outcome = await run_scenario(node, contracts, tokens, say)
-        _summary(outcome, config, say)
+        _summary(outcome, config, say, kept=kept)
         if serve and outcome.ok:
             await _serve_forever(node, tokens, state, say)
     return outcome
 
 
-def _summary(outcome: Outcome, config: GatewayConfig, say: Callable[[str], None]) -> None:
+def _summary(
+    outcome: Outcome, config: GatewayConfig, say: Callable[[str], None], *, kept: bool
+) -> None:
     accepted = sum(1 for p in outcome.published if p["status"] == 202)
     rejected = len(outcome.published) - accepted
     delivered = sum(len(v) for v in outcome.received.values())
     audit_events = 0
     if config.audit_path and config.audit_path.exists():
         audit_events = len(config.audit_path.read_text().splitlines())
-    say(f"\nAudit trail: {config.audit_path} ({audit_events} events, digests only)")
+    where = f"in {config.audit_path}" if kept else "temporary; keep it with --state-dir DIR"
+    say(f"\nAudit trail: {audit_events} events, digests only ({where})")
     verdict = "OK" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
     say(
         f"Result: {verdict} - {accepted} accepted, {rejected} rejected, "

@@ -84,9 +84,7 @@ def _explain(error: ValidationError) -> Iterator[Violation]:
             if name not in instance:
                 yield Violation(pointer([*path, name]), keyword, _TEMPLATES[keyword])
         return
-    if keyword in ("additionalProperties", "unevaluatedProperties") and isinstance(
-        instance, dict
-    ):
+    if keyword in ("additionalProperties", "unevaluatedProperties") and isinstance(instance, dict):
         names = _unexpected_members(error, instance)
         for name in names:
             yield Violation(pointer([*path, name]), keyword, _TEMPLATES[keyword])
