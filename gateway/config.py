@@ -124,6 +124,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if loaded is None:
@@ -135,7 +137,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     if env.get("KAFKA_BOOTSTRAP"):
-        data.setdefault("kafka", {})["bootstrap"] = env["KAFKA_BOOTSTRAP"]
+        kafka = data.setdefault("kafka", {})
+        if not isinstance(kafka, dict):
+            raise ConfigError("KAFKA_BOOTSTRAP: 'kafka' is not a section")
+        kafka["bootstrap"] = _EnvValue("KAFKA_BOOTSTRAP", env["KAFKA_BOOTSTRAP"])
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -160,6 +165,9 @@ class _EnvValue:
 def _build(cls: type[Any], data: Any, where: str, base: Path) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping")
+    odd = next((key for key in data if not isinstance(key, str)), None)
+    if odd is not None:
+        raise ConfigError(f"unknown config key '{_join(where, str(odd))}'")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -245,7 +253,9 @@ def _check(config: GatewayConfig) -> None:
         "delivery.max_in_flight": config.delivery.max_in_flight,
     }
     for key, number in positive.items():
-        if number <= 0:
+        if not number > 0:  # also refuses NaN
             raise ConfigError(f"{key}: must be greater than zero")
+    if not 0 <= config.http.port <= 65535:
+        raise ConfigError("http.port: must be between 0 and 65535")
     if not re.fullmatch(r"[A-Za-z0-9._-]*", config.prefix):
         raise ConfigError("prefix: only letters, digits, '.', '_' and '-' are allowed")

@@ -19,7 +19,9 @@ from typing import Any
 
 from gateway.errors import MalformedJSON, PayloadTooLarge
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Possessive, and an unterminated string runs to the end: each byte is scanned
+# once, so a body of unbalanced quotes cannot make the pre-scan quadratic.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 

@@ -46,6 +46,8 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
+        if not token.isascii():  # tokens are ASCII; this also stops undecodable bytes
+            raise Unauthenticated("the token is not valid")
         participant = self._digests.get(hash_token(token.strip()))
         if participant is None:
             raise Unauthenticated("the token is not valid")

@@ -56,11 +56,11 @@ class ContractCatalog:
 
     def resolve(self, name: str) -> ContractVersion:
         """Look up ``id`` (latest version) or ``id@version``."""
-        contract_id, _, version_text = name.partition("@")
+        contract_id, at, version_text = name.partition("@")
         versions = self._by_id.get(contract_id)
         if not versions:
             raise UnknownContract(f"no contract named '{_shown(contract_id)}'")
-        if not version_text:
+        if not at:
             return versions[max(versions)]
         try:
             version = Version.parse(version_text)

@@ -16,7 +16,7 @@ from gateway.contracts.validation import PayloadValidator
 from gateway.errors import ContractViolation, InvalidContract
 
 CONTRACT_ID = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)*$")
-_SEMVER = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
+_SEMVER = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 MAX_CONTRACT_ID = 128
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import SchemaError
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource
 
 from gateway.errors import InvalidContract, Violation
 
@@ -45,6 +47,31 @@ _TEMPLATES: dict[str, str] = {
     "false": "no value is allowed here",
 }
 _MAX_SHOWN = 120
+_SUBSCHEMA_KEYWORDS = ("allOf", "anyOf", "oneOf", "if", "then", "else", "$ref", "dependentSchemas")
+
+
+def _refuse_remote(uri: str) -> Resource[Any]:
+    """A contract is self-contained: a validator never fetches a schema."""
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
+
+
+_OFFLINE: Registry[Any] = Registry(retrieve=_refuse_remote)  # type: ignore[call-arg]
+
+
+def _remote_refs(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if (
+                key in ("$ref", "$dynamicRef")
+                and isinstance(value, str)
+                and not value.startswith("#")
+            ):
+                yield value
+            else:
+                yield from _remote_refs(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _remote_refs(item)
 
 
 def pointer(path: Iterable[str | int]) -> str:
@@ -61,8 +88,13 @@ class PayloadValidator:
         except SchemaError as exc:
             where = pointer(exc.absolute_path) or "/"
             raise InvalidContract(f"schema is not valid JSON Schema 2020-12 at {where}") from exc
+        remote = next(_remote_refs(schema), None)
+        if remote is not None:
+            raise InvalidContract(
+                f"schema refers to '{remote[:80]}': only local references ('#/...') are allowed"
+            )
         self._validator = Draft202012Validator(
-            schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+            schema, format_checker=Draft202012Validator.FORMAT_CHECKER, registry=_OFFLINE
         )
 
     def violations(self, instance: Any) -> list[Violation]:
@@ -95,10 +127,10 @@ def _explain(error: ValidationError) -> Iterator[Violation]:
 
 def _unexpected_members(error: ValidationError, instance: dict[str, Any]) -> list[str]:
     schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "unevaluatedProperties" and any(k in schema for k in _SUBSCHEMA_KEYWORDS):
+        return []  # which members a subschema evaluated is not known here: point at the object
     declared = set(schema.get("properties", {}))
     patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
-    # unevaluatedProperties can also fail on members a subschema declared; the
-    # caller then points at the object itself rather than naming nothing.
     return [
         name
         for name in instance

@@ -25,9 +25,13 @@ def b64u_decode(data: bytes | str) -> bytes:
     if not _B64U.fullmatch(raw) or len(raw) % 4 == 1:
         raise ValueError("not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        decoded = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
     except binascii.Error as exc:
         raise ValueError("not unpadded base64url") from exc
+    # One value, one encoding: refuse non-zero trailing bits (no malleable tokens).
+    if b64u_encode(decoded) != raw:
+        raise ValueError("not canonical base64url")
+    return decoded
 
 
 def compact_json(value: Any) -> bytes:

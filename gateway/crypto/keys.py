@@ -163,6 +163,8 @@ class PrivateKeys:
         for jwk in _jwk_list(jwks):
             crv, _ = _okp_public(jwk)
             d = _member(jwk, "d")
+            if len(d) != 32:
+                raise KeyStoreError(f"{crv} private key must be 32 bytes")
             if crv == "Ed25519":
                 key = Ed25519PrivateKey.from_private_bytes(d)
                 signing.append(SignKey(thumbprint(crv, _raw(key.public_key())), key))
@@ -232,13 +234,13 @@ class KeyStore:
         if not directory.is_dir():
             raise KeyStoreError(f"keys directory {directory} does not exist")
         public = {
-            folder.name: PublicKeys.from_jwks(_read_json(folder / PUBLIC_FILE))
+            folder.name: _read_public(folder / PUBLIC_FILE)
             for folder in sorted(directory.iterdir())
             if (folder / PUBLIC_FILE).is_file()
         }
         private = {name: _read_private(directory / name / PRIVATE_FILE) for name in hosted}
         for name, keys in private.items():
-            if name in public and _kids(public[name]) != _kids(keys.public()):
+            if name in public and not _matches(keys, public[name]):
                 raise KeyStoreError(f"{name}: {PRIVATE_FILE} does not match {PUBLIC_FILE}")
             public.setdefault(name, keys.public())
         return cls(public, private)
@@ -256,8 +258,12 @@ class KeyStore:
             raise KeyStoreError(f"no private keys for '{participant}' on this node") from None
 
 
-def _kids(keys: PublicKeys) -> tuple[set[str], set[str]]:
-    return {k.kid for k in keys.signing}, {k.kid for k in keys.encryption}
+def _matches(private: PrivateKeys, public: PublicKeys) -> bool:
+    """The public file lists our keys (retired ones may stay) and its current
+    encryption key, the one senders use, is one we can decrypt with."""
+    listed = {k.kid for k in public.signing} | {k.kid for k in public.encryption}
+    ours = {k.kid for k in private.public().signing} | {k.kid for k in private.decryption}
+    return ours <= listed and private.decrypt_key(public.encryption[0].kid) is not None
 
 
 def write_participant_keys(directory: Path, participant: str, keys: PrivateKeys) -> Path:
@@ -267,6 +273,7 @@ def write_participant_keys(directory: Path, participant: str, keys: PrivateKeys)
     (folder / PUBLIC_FILE).write_text(json.dumps(keys.public().to_jwks(), indent=2) + "\n")
     private = folder / PRIVATE_FILE
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(keys.to_jwks(), indent=2) + "\n")
     return folder
@@ -279,6 +286,14 @@ def _read_json(path: Path) -> Any:
         raise KeyStoreError(f"cannot read {path}: {exc}") from exc
 
 
+def _read_public(path: Path) -> PublicKeys:
+    jwks = _read_json(path)
+    try:
+        return PublicKeys.from_jwks(jwks)
+    except KeyStoreError as exc:
+        raise KeyStoreError(f"{path}: {exc.detail}") from exc
+
+
 def _read_private(path: Path) -> PrivateKeys:
     try:
         mode = path.stat().st_mode
@@ -286,7 +301,8 @@ def _read_private(path: Path) -> PrivateKeys:
         raise KeyStoreError(f"cannot read {path}: {exc.strerror}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyStoreError(f"{path} is readable by other users; run: chmod 600 {path}")
+    jwks = _read_json(path)
     try:
-        return PrivateKeys.from_jwks(_read_json(path))
+        return PrivateKeys.from_jwks(jwks)
     except KeyStoreError as exc:
         raise KeyStoreError(f"{path}: {exc.detail}") from exc
