@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.api.auth import new_token
+from gateway.cloudevents import event_headers
 from gateway.config import GatewayConfig, HttpConfig, KafkaConfig, LocalParticipant
+from gateway.crypto.envelope import Binding, seal
 from gateway.crypto.keys import PrivateKeys, write_participant_keys
+from gateway.ids import new_message_id
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = ROOT / "contracts"
@@ -59,6 +63,32 @@ class Federation:
             kafka=KafkaConfig(bootstrap=bootstrap, **timings),
             http=HttpConfig(host="127.0.0.1", port=0, max_inbox_wait_s=10.0),
         )
+
+    def envelope(
+        self, *, sealed_for: str, encrypted_to: str, payload: bytes
+    ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+        """A minhealth referral envelope as the gateway would produce it.
+
+        ``sealed_for`` is the recipient the signature binds; ``encrypted_to``
+        whose key it is encrypted to (they differ only in forgery tests).
+        """
+        message_id = new_message_id()
+        binding = Binding(message_id, "minhealth", sealed_for, REFERRAL, "1.0.0", int(time.time()))
+        value = seal(
+            payload,
+            binding,
+            signer=self.keys["minhealth"].signing,
+            recipient_key=self.keys[encrypted_to].public().encryption[0],
+        )
+        headers = event_headers(
+            message_id=message_id,
+            sender="minhealth",
+            recipient=sealed_for,
+            contract=REFERRAL,
+            dataschema="urn:x",
+            time="2026-01-01T00:00:00Z",
+        )
+        return message_id, value, list(headers)
 
     def auth(self, participant: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[participant]}"}

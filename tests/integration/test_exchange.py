@@ -13,9 +13,6 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from gateway.cloudevents import event_headers
-from gateway.crypto.envelope import Binding, seal
-from gateway.ids import new_message_id
 from gateway.node import RunningNode, running_node
 from tests.integration.conftest import read_topic
 from tests.support import REFERRAL, Federation, referral
@@ -132,28 +129,6 @@ async def test_unacknowledged_messages_come_back_after_the_consumer_restarts(
         assert result["unknown"] == [acked["tag"]]
 
 
-def envelope(
-    fed: Federation, *, sealed_for: str, encrypted_to: str, payload: bytes
-) -> tuple[str, bytes, list[tuple[str, bytes]]]:
-    message_id = new_message_id()
-    binding = Binding(message_id, "minhealth", sealed_for, REFERRAL, "1.0.0", int(time.time()))
-    value = seal(
-        payload,
-        binding,
-        signer=fed.keys["minhealth"].signing,
-        recipient_key=fed.keys[encrypted_to].public().encryption[0],
-    )
-    headers = event_headers(
-        message_id=message_id,
-        sender="minhealth",
-        recipient=sealed_for,
-        contract=REFERRAL,
-        dataschema="urn:x",
-        time="2026-01-01T00:00:00Z",
-    )
-    return message_id, value, list(headers)
-
-
 def flip(value: bytes, at: int) -> bytes:
     """Change one byte for another character of the base64url alphabet."""
     replacement = b"A" if value[at : at + 1] != b"A" else b"B"
@@ -175,8 +150,7 @@ async def assert_rejected_and_not_delivered(
     inbox = f"{fed.prefix}inbox.socialtreasury"
     await producer.send_and_wait(inbox, value, key=b"k", headers=headers)
     # A valid message after it proves the consumer went past the bad record.
-    _, good_value, good_headers = envelope(
-        fed,
+    _, good_value, good_headers = fed.envelope(
         sealed_for="socialtreasury",
         encrypted_to="socialtreasury",
         payload=json.dumps(referral(7)).encode(),
@@ -209,8 +183,7 @@ async def test_a_tampered_envelope_is_rejected_and_never_delivered(
     part: int,
     reason: str,
 ) -> None:
-    message_id, value, headers = envelope(
-        fed,
+    message_id, value, headers = fed.envelope(
         sealed_for="socialtreasury",
         encrypted_to="socialtreasury",
         payload=json.dumps(referral()).encode(),
@@ -251,14 +224,10 @@ async def test_a_readdressed_envelope_is_rejected(
     reason: str,
 ) -> None:
     payload = json.dumps(referral()).encode()
-    if sealed_for == "acme-analytics":
-        message_id, value, headers = envelope(
-            fed, sealed_for="acme-analytics", encrypted_to="acme-analytics", payload=payload
-        )
-    else:
-        message_id, value, headers = envelope(
-            fed, sealed_for="acme-analytics", encrypted_to="socialtreasury", payload=payload
-        )
+    encrypted_to = "acme-analytics" if sealed_for == "acme-analytics" else "socialtreasury"
+    message_id, value, headers = fed.envelope(
+        sealed_for="acme-analytics", encrypted_to=encrypted_to, payload=payload
+    )
     headers = [(k, b"socialtreasury" if k == "ce_recipient" else v) for k, v in headers]
     async with node(fed, bootstrap, ("socialtreasury",), "node-b") as b:
         await assert_rejected_and_not_delivered(

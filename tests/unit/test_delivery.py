@@ -12,17 +12,14 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditLog
-from gateway.cloudevents import event_headers
 from gateway.config import DeliveryConfig, GatewayConfig
 from gateway.contracts import load_catalog
-from gateway.crypto.envelope import Binding, seal
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
-from gateway.ids import new_message_id
 from gateway.receiving import Receiver
 from gateway.transport import OutboundRecord
 from tests.fakes import MemoryBroker, MemorySource, MemoryTransport
-from tests.support import CONTRACTS, REFERRAL, Federation, referral
+from tests.support import CONTRACTS, Federation, referral
 
 ME = "socialtreasury"
 
@@ -39,26 +36,13 @@ class World:
         return self.config.inbox_topic(ME)
 
     def put(self, number: int, *, tamper: bool = False) -> str:
-        message_id = new_message_id()
-        binding = Binding(message_id, "minhealth", ME, REFERRAL, "1.0.0", int(time.time()))
-        value = seal(
-            json.dumps(referral(number)).encode(),
-            binding,
-            signer=self.fed.keys["minhealth"].signing,
-            recipient_key=self.fed.keys[ME].public().encryption[0],
+        message_id, value, headers = self.fed.envelope(
+            sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral(number)).encode()
         )
         if tamper:
             value = value[:-5] + (b"AAAAA" if value[-5:] != b"AAAAA" else b"BBBBB")
-        headers = event_headers(
-            message_id=message_id,
-            sender="minhealth",
-            recipient=ME,
-            contract=REFERRAL,
-            dataschema="urn:x",
-            time="t",
-        )
         self.broker.topics.setdefault(self.topic, []).append(
-            OutboundRecord(self.topic, b"k", value, headers)
+            OutboundRecord(self.topic, b"k", value, tuple(headers))
         )
         return message_id
 
