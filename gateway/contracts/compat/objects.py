@@ -1,0 +1,126 @@
+"""Content models: properties, patternProperties, additionalProperties, and
+prefixItems / items.
+
+The schema that governs one member name (or one array position) is compared
+on both sides: the declared property if there is one, else the matching
+``patternProperties``, else ``additionalProperties`` (absent means ``true``:
+an *open* model; ``false`` is *closed*; a schema is *partially open*). Adding
+or removing a property is therefore a comparison against what governed that
+name before, which is what makes the rules exact for every content model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from gateway.contracts.compat.model import BOTH, NARROWS, WIDENS, Policy, Schema, escape
+
+if TYPE_CHECKING:
+    from gateway.contracts.compat.differ import Differ
+
+
+def _governing(schema: dict[str, Any], name: str) -> Schema:
+    """The subschema an undeclared member ``name`` is validated against."""
+    patterns = schema.get("patternProperties", {})
+    matching = [s for p, s in patterns.items() if _search(p, name)]
+    if matching:
+        return matching[0] if len(matching) == 1 else {"allOf": matching}
+    return schema.get("additionalProperties", True)
+
+
+def _search(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return True  # cannot tell: assume it governs the name (a conservative reading)
+
+
+def _model(governing: Schema) -> str:
+    if governing is True or governing == {}:
+        return "open"
+    if governing is False:
+        return "closed"
+    return "partially-open"
+
+
+def compare_objects(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
+    before, after = old.get("properties", {}), new.get("properties", {})
+    for name in sorted(set(before) | set(after)):
+        where = f"{pointer}/properties/{escape(name)}"
+        if name in before and name in after:
+            d.diff(before[name], after[name], where)
+        elif name in after:
+            _member_changed(d, "property-added", _governing(old, name), after[name], where)
+        else:
+            _member_changed(d, "property-removed", before[name], _governing(new, name), where)
+    _patterns(d, old, new, pointer)
+    d.diff(
+        old.get("additionalProperties", True),
+        new.get("additionalProperties", True),
+        f"{pointer}/additionalProperties",
+    )
+
+
+def _member_changed(d: Differ, code: str, old: Schema, new: Schema, where: str) -> None:
+    """A member name moved between a declared property and the rest of the model."""
+    other = old if code == "property-added" else new
+    model = _model(d.resolve(other, d.old_root if other is old else d.new_root, where))
+    if model == "open" and d.policy is Policy.LENIENT:
+        return  # lenient: undeclared names are assumed absent from data
+    nested = d.nested(old, new, where)
+    if not nested:
+        return
+    effect = (any(c.breaks_backward for c in nested), any(c.breaks_forward for c in nested))
+    verb = "added to" if code == "property-added" else "removed from"
+    d.add(
+        f"{code}-{model}-model",
+        where,
+        effect,
+        f"property {verb} an {model} content model"
+        if model == "open"
+        else f"property {verb} a {model} content model",
+    )
+
+
+def _patterns(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
+    before, after = old.get("patternProperties", {}), new.get("patternProperties", {})
+    for pattern in sorted(set(before) | set(after)):
+        where = f"{pointer}/patternProperties/{escape(pattern)}"
+        if pattern in before and pattern in after:
+            d.diff(before[pattern], after[pattern], where)
+            continue
+        if pattern in after:
+            nested = d.nested(old.get("additionalProperties", True), after[pattern], where)
+        else:
+            nested = d.nested(before[pattern], new.get("additionalProperties", True), where)
+        effect = (any(c.breaks_backward for c in nested), any(c.breaks_forward for c in nested))
+        if (set(before) | set(after)) - {pattern}:
+            effect = BOTH  # overlap with the other patterns cannot be decided
+        if any(effect):
+            verb = "added" if pattern in after else "removed"
+            d.add(f"pattern-property-{verb}", where, effect, f"pattern {pattern!r} {verb}")
+
+
+def compare_arrays(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
+    before, after = old.get("prefixItems", []), new.get("prefixItems", [])
+    rest_before, rest_after = old.get("items", True), new.get("items", True)
+    for index in range(max(len(before), len(after))):
+        where = f"{pointer}/prefixItems/{index}"
+        if index < len(before) and index < len(after):
+            d.diff(before[index], after[index], where)
+            continue
+        added = index < len(after)
+        nested = (
+            d.nested(rest_before, after[index], where)
+            if added
+            else d.nested(before[index], rest_after, where)
+        )
+        effect = (any(c.breaks_backward for c in nested), any(c.breaks_forward for c in nested))
+        if any(effect):
+            verb = "added" if added else "removed"
+            d.add(f"prefix-item-{verb}", where, effect, f"position {index} {verb}")
+    d.diff(rest_before, rest_after, f"{pointer}/items")
+
+
+__all__ = ["NARROWS", "WIDENS", "compare_arrays", "compare_objects"]
