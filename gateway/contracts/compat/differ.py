@@ -12,9 +12,10 @@ cyclic references stops at a pair already under comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
+from urllib.parse import unquote
 
 from gateway.contracts.compat.combinators import compare_branches
 from gateway.contracts.compat.model import (
@@ -53,6 +54,9 @@ _ANNOTATIONS = frozenset(
 )
 _LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains")
 _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains")
+_DEFAULT_BOUND = {"minLength": 0, "minItems": 0, "minProperties": 0, "minContains": 1}
+"""Bounds that apply when absent: stating one at its default changes nothing, and
+minContains 0 accepts arrays without a match, which the default 1 rejects."""
 _OPAQUE = (
     "if",
     "then",
@@ -64,6 +68,20 @@ _OPAQUE = (
 )
 _OBJECT_MODEL = ("properties", "patternProperties", "additionalProperties")
 _ARRAY_MODEL = ("prefixItems", "items")
+_IN_PLACE = ("allOf", "anyOf", "oneOf", "if", "then", "else", "dependentSchemas", "$dynamicRef")
+_EVALUATORS = {
+    "unevaluatedProperties": (*_OBJECT_MODEL, *_IN_PLACE),
+    "unevaluatedItems": (*_ARRAY_MODEL, "contains", *_IN_PLACE),
+}
+"""What decides which members an unevaluated* keyword applies to."""
+_ADJACENT = (
+    frozenset(_OBJECT_MODEL),
+    frozenset(_ARRAY_MODEL),
+    frozenset({"contains", "minContains", "maxContains"}),
+    frozenset({"if", "then", "else"}),
+)
+"""Keywords that read their neighbours in the same schema object: splitting one
+group between a $ref target and the $ref's siblings changes what they mean."""
 
 
 class Differ:
@@ -74,7 +92,7 @@ class Differ:
         self.new_root = new_root
         self.policy = policy
         self.changes: list[Change] = []
-        self._active: set[tuple[int, int]] = set()
+        self._active: set[tuple[str, str]] = set()
         self._roots_equal = canonical(old_root) == canonical(new_root)
 
     # -- recording ---------------------------------------------------------
@@ -92,17 +110,21 @@ class Differ:
             self.changes = saved
 
     def same(self, old: Schema, new: Schema) -> bool:
-        """Equal text means equal meaning unless a ``$ref`` inside points at a
-        definition that changed (the roots differ somewhere)."""
+        """Equal text means equal meaning unless a reference inside points at a
+        definition that changed (the roots differ somewhere). ``$dynamicRef``
+        counts: its target is found through the roots too."""
         text = canonical(old)
-        return text == canonical(new) and (self._roots_equal or '"$ref"' not in text)
+        if text != canonical(new):
+            return False
+        return self._roots_equal or not _refers(text) or _self_contained(old)
 
     # -- references --------------------------------------------------------
 
     def resolve(self, schema: Schema, root: Schema, pointer: str) -> Schema:
-        """Follow local ``$ref``s; siblings of a ``$ref`` are merged into its target."""
+        """Follow local ``$ref``s; siblings of a ``$ref`` are merged into its target
+        where that keeps their meaning, else both become branches of an allOf."""
         for _hop in range(32):
-            if not isinstance(schema, dict) or "$ref" not in schema:
+            if not isinstance(schema, dict) or "$ref" not in schema or _embedded(schema, root):
                 return schema
             target = self._target(schema["$ref"], root, pointer)
             if target is None:
@@ -110,7 +132,7 @@ class Differ:
             siblings = {k: v for k, v in schema.items() if k != "$ref"}
             if not siblings:
                 schema = target
-            elif isinstance(target, dict) and not (set(siblings) & set(target) - _ANNOTATIONS):
+            elif _mergeable(target, siblings):
                 schema = {**target, **siblings}
             else:
                 return {"allOf": [target, siblings]}
@@ -123,27 +145,35 @@ class Differ:
                 "ref-unresolvable", pointer, BOTH, f"only local references are compared: {ref!r}"
             )
             return None
-        node = root
-        for raw in [p for p in ref[1:].split("/") if p]:
-            token = raw.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and token in node:
-                node = node[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
-            else:
-                self.add("ref-unresolvable", pointer, BOTH, f"{ref} does not resolve")
-                return None
+        fragment = unquote(ref[1:])
+        # A fragment that is not a JSON pointer is an anchor, not a member of the root.
+        pointer_like = fragment[:1] in ("", "/")
+        node = _pointer(root, fragment) if pointer_like else _anchor(root, fragment)
+        if node is None:
+            self.add("ref-unresolvable", pointer, BOTH, f"{ref} does not resolve here")
         return node
 
     # -- the walk ----------------------------------------------------------
 
     def diff(self, old: Schema, new: Schema, pointer: str) -> None:
+        if self.same(old, new):  # before resolving: identical remote references are equal
+            return
         old = self.resolve(old, self.old_root, pointer)
         new = self.resolve(new, self.new_root, pointer)
         if old is None or new is None or self.same(old, new):
             return
-        key = (id(old), id(new))
-        if key in self._active:  # a cycle: assume consistent, as the recursion decides
+        if _embedded(old, self.old_root) or _embedded(new, self.new_root):
+            self.add(
+                "ref-unresolvable",
+                pointer,
+                BOTH,
+                "an embedded resource ($id) is the base of its own references; not compared",
+            )
+            return
+        # A cycle: assume consistent, as the recursion decides. Keyed by text,
+        # not identity: a $ref with siblings resolves to a fresh dict each time.
+        key = (canonical(old), canonical(new))
+        if key in self._active:
             return
         self._active.add(key)
         try:
@@ -177,6 +207,102 @@ class Differ:
                     BOTH,
                     f"'{name}' changed and its effect cannot be decided",
                 )
+
+
+# -- references ------------------------------------------------------------
+
+
+def _refers(text: str) -> bool:
+    return '"$ref"' in text or '"$dynamicRef"' in text
+
+
+def _is_resource(node: Any) -> bool:
+    """A schema with its own ``$id`` (a string: a property named "$id" is not)."""
+    return isinstance(node, dict) and isinstance(node.get("$id"), str)
+
+
+def _references(schema: Schema) -> Iterator[Any]:
+    """Every ``$ref`` and ``$dynamicRef`` value below ``schema`` (over-approximated:
+    a member named "$ref" counts too)."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "$ref":
+                yield value
+            elif key == "$dynamicRef":
+                yield None  # its target is found through the dynamic scope: never its own
+            yield from _references(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _references(item)
+
+
+def _self_contained(schema: Schema) -> bool:
+    """A resource with its own ``$id`` whose references are all its own fragments
+    means the same wherever it is embedded."""
+    return _is_resource(schema) and all(
+        isinstance(r, str) and r.startswith("#") for r in _references(schema)
+    )
+
+
+def _embedded(schema: Schema, root: Schema) -> bool:
+    """A schema below the root with its own ``$id`` resolves its references
+    against itself, not the root, which this differ does not follow."""
+    return _is_resource(schema) and schema is not root and _refers(canonical(schema))
+
+
+def _mergeable(target: Schema, siblings: dict[str, Any]) -> bool:
+    """Whether ``{**target, **siblings}`` means the same as ``$ref`` beside siblings.
+
+    Not when both set a keyword, nor when they split a group of keywords that
+    read each other (additionalProperties beside a $ref sees only its own
+    siblings' properties), nor when the target has unevaluated* (it does not
+    see the siblings' evaluations)."""
+    if not isinstance(target, dict):
+        return False
+    ours, theirs = set(target) - _ANNOTATIONS, set(siblings) - _ANNOTATIONS
+    if not theirs:
+        return True
+    if ours & theirs or ours & set(_EVALUATORS):
+        return False
+    return not any(group & ours and group & theirs for group in _ADJACENT)
+
+
+def _pointer(root: Schema, fragment: str) -> Schema:
+    """The node a JSON pointer names; None if it does not resolve, or if it
+    passes through an embedded resource whose references are relative to that
+    resource, not to the root."""
+    node = root
+    for raw in [p for p in fragment.split("/") if p]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+        if _is_resource(node) and _refers(canonical(node)):
+            return None
+    return node
+
+
+def _anchor(root: Schema, name: str) -> Schema:
+    """The one subschema of this resource named ``name`` by ``$anchor`` (or
+    ``$dynamicAnchor``, which is also a plain anchor); None if not exactly one."""
+    found = list(_anchored(root, name, root))
+    return found[0] if len(found) == 1 else None
+
+
+def _anchored(node: Any, name: str, root: Schema) -> Iterator[Any]:
+    if isinstance(node, dict):
+        if node is not root and _is_resource(node):
+            return  # another resource: its anchors are its own
+        if name in (node.get("$anchor"), node.get("$dynamicAnchor")):
+            yield node
+        for value in node.values():
+            yield from _anchored(value, name, root)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _anchored(item, name, root)
 
 
 # -- keyword rules ---------------------------------------------------------
@@ -262,22 +388,28 @@ def _presence(code: str, key: str) -> Rule:
 
 def _bounds_rule(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
     for key in (*_LOWER, *_UPPER):
-        if key not in old and key not in new:
+        default = _DEFAULT_BOUND.get(key)
+        before, after = old.get(key, default), new.get(key, default)
+        if before == after:  # also a bound stated at its default
             continue
         where = f"{pointer}/{key}"
-        if key not in old:
-            d.add("bound-added", where, NARROWS, f"'{key}' {new[key]} added")
-        elif key not in new:
-            d.add("bound-removed", where, WIDENS, f"'{key}' {old[key]} removed")
-        elif old[key] != new[key]:
-            raised = new[key] > old[key]
-            tighter = raised if key in _LOWER else not raised
-            d.add(
-                "bound-tightened" if tighter else "bound-loosened",
-                where,
-                NARROWS if tighter else WIDENS,
-                f"'{key}' {old[key]} -> {new[key]}",
-            )
+        if before is None:
+            d.add("bound-added", where, NARROWS, f"'{key}' {after} added")
+        elif after is None:
+            d.add("bound-removed", where, WIDENS, f"'{key}' {before} removed")
+        else:
+            tighter = after > before if key in _LOWER else after < before
+            code = _bound_code(key in old, key in new, tighter=tighter)
+            d.add(code, where, NARROWS if tighter else WIDENS, f"'{key}' {before} -> {after}")
+
+
+def _bound_code(in_old: bool, in_new: bool, *, tighter: bool) -> str:
+    """Named for what the schema text did; the effect is against the default."""
+    if not in_old:
+        return "bound-added"
+    if not in_new:
+        return "bound-removed"
+    return "bound-tightened" if tighter else "bound-loosened"
 
 
 def _multiple_rule(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
@@ -302,10 +434,11 @@ def _set_rule(key: str, code: str) -> Rule:
 
     def rule(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
         before, after = set(old.get(key, [])), set(new.get(key, []))
+        where = f"{pointer}/{escape(key)}"  # key is a member name for dependentRequired
         for name in sorted(after - before):
-            d.add(f"{code}-added", f"{pointer}/{key}", NARROWS, f"'{name}' is now {key}")
+            d.add(f"{code}-added", where, NARROWS, f"'{name}' is now {key}")
         for name in sorted(before - after):
-            d.add(f"{code}-removed", f"{pointer}/{key}", WIDENS, f"'{name}' is no longer {key}")
+            d.add(f"{code}-removed", where, WIDENS, f"'{name}' is no longer {key}")
 
     return rule
 
@@ -330,8 +463,11 @@ def _unique_rule(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: s
         )
 
 
-def _subschema_rule(key: str, *, invert: bool = False) -> Rule:
-    """A keyword holding one subschema (contains, propertyNames, not)."""
+def _subschema_rule(key: str, *, invert: bool = False, counted: bool = False) -> Rule:
+    """A keyword holding one subschema (contains, propertyNames, not).
+
+    ``counted``: beside maxContains, a contains schema that matches more items
+    can also exceed the maximum, so a change inside it breaks both ways."""
 
     def rule(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
         if key not in old and key not in new:
@@ -346,13 +482,14 @@ def _subschema_rule(key: str, *, invert: bool = False) -> Rule:
                 f"'{key}' {'added' if added else 'removed'}",
             )
             return
+        both = counted and ("maxContains" in old or "maxContains" in new)
         for change in d.nested(old[key], new[key], where):
-            flipped = (
-                (change.breaks_forward, change.breaks_backward)
-                if invert
-                else (change.breaks_backward, change.breaks_forward)
-            )
-            d.add(change.code, change.pointer, flipped, change.detail)
+            effect = (change.breaks_backward, change.breaks_forward)
+            if both:
+                effect = BOTH
+            elif invert:
+                effect = (effect[1], effect[0])
+            d.add(change.code, change.pointer, effect, change.detail)
 
     return rule
 
@@ -363,13 +500,38 @@ def _kebab(name: str) -> str:
 
 def _opaque_rule(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
     for key in _OPAQUE:
-        if canonical(old.get(key)) != canonical(new.get(key)):
+        if _opaque_changed(d, key, old, new):
             d.add(
                 "keyword-undecidable",
                 f"{pointer}/{escape(key)}",
                 BOTH,
                 f"'{key}' changed; its effect is not decided structurally",
             )
+
+
+def _opaque_changed(d: Differ, key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if key not in old and key not in new:
+        return False
+    # Compared as {key: value} with the differ's notion of sameness: a $ref
+    # inside (or the $dynamicRef itself) may reach a definition that changed.
+    if not d.same({key: old.get(key)}, {key: new.get(key)}):
+        return True
+    if key not in _EVALUATORS:
+        return False
+    # unevaluated* applies to what the other keywords did not evaluate, which
+    # is not decided structurally: any change to those is a change to it.
+    return any(_evaluation_changed(d, k, old.get(k), new.get(k)) for k in _EVALUATORS[key])
+
+
+def _evaluation_changed(d: Differ, key: str, old: Any, new: Any) -> bool:
+    """Whether ``key`` may evaluate other members or items than before."""
+    if key in ("properties", "patternProperties"):  # their names, not their schemas
+        return set(old or {}) != set(new or {})
+    if key in ("additionalProperties", "items"):  # they evaluate the rest, whatever their schema
+        return (old is None) != (new is None)
+    if key == "prefixItems":
+        return len(old or []) != len(new or [])
+    return not d.same(old, new)
 
 
 def _branches_rule(key: str) -> Rule:
@@ -401,7 +563,7 @@ RULES: tuple[Rule, ...] = (
     _set_rule("required", "required"),
     _dependent_required_rule,
     _unique_rule,
-    _subschema_rule("contains"),
+    _subschema_rule("contains", counted=True),
     _subschema_rule("propertyNames"),
     _subschema_rule("not", invert=True),
     _branches_rule("anyOf"),

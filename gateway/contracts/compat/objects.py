@@ -26,7 +26,14 @@ def _governing(schema: dict[str, Any], name: str) -> Schema:
     matching = [s for p, s in patterns.items() if _search(p, name)]
     if matching:
         return matching[0] if len(matching) == 1 else {"allOf": matching}
-    return schema.get("additionalProperties", True)
+    return _rest(schema)
+
+
+def _rest(schema: dict[str, Any]) -> Schema:
+    """What governs names nothing declares. Without additionalProperties that is
+    unevaluatedProperties (an in-place applicator may evaluate more names; the
+    differ reports any change there as undecidable)."""
+    return schema.get("additionalProperties", schema.get("unevaluatedProperties", True))
 
 
 def _search(pattern: str, name: str) -> bool:
@@ -64,8 +71,10 @@ def compare_objects(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer
 
 def _member_changed(d: Differ, code: str, old: Schema, new: Schema, where: str) -> None:
     """A member name moved between a declared property and the rest of the model."""
-    other = old if code == "property-added" else new
-    model = _model(d.resolve(other, d.old_root if other is old else d.new_root, where))
+    # The model the name moves from or into; its root is chosen by side, not by
+    # identity, as both sides may share one object.
+    added = code == "property-added"
+    model = _model(d.resolve(old if added else new, d.old_root if added else d.new_root, where))
     if model == "open" and d.policy is Policy.LENIENT:
         return  # lenient: undeclared names are assumed absent from data
     nested = d.nested(old, new, where)
@@ -90,16 +99,33 @@ def _patterns(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str)
         if pattern in before and pattern in after:
             d.diff(before[pattern], after[pattern], where)
             continue
-        if pattern in after:
-            nested = d.nested(old.get("additionalProperties", True), after[pattern], where)
+        added = pattern in after
+        if added:
+            nested = d.nested(_rest(old), after[pattern], where)
         else:
-            nested = d.nested(before[pattern], new.get("additionalProperties", True), where)
+            nested = d.nested(before[pattern], _rest(new), where)
         effect = (any(c.breaks_backward for c in nested), any(c.breaks_forward for c in nested))
+        if _over_declared(d, pattern, old, new, where, added=added):
+            # A declared property the pattern matches is validated by both: it
+            # gains the pattern's constraint (narrows) or loses it (widens).
+            effect = (True, effect[1]) if added else (effect[0], True)
         if (set(before) | set(after)) - {pattern}:
             effect = BOTH  # overlap with the other patterns cannot be decided
         if any(effect):
             verb = "added" if pattern in after else "removed"
             d.add(f"pattern-property-{verb}", where, effect, f"pattern {pattern!r} {verb}")
+
+
+def _over_declared(
+    d: Differ, pattern: str, old: dict[str, Any], new: dict[str, Any], where: str, *, added: bool
+) -> bool:
+    """Whether a pattern added (removed) constrains a declared property's name."""
+    side = new if added else old
+    schema = side["patternProperties"][pattern]
+    if _model(d.resolve(schema, d.new_root if added else d.old_root, where)) == "open":
+        return False  # a pattern schema that accepts anything constrains nothing
+    names = set(old.get("properties", {})) | set(new.get("properties", {}))
+    return any(_search(pattern, name) for name in names)
 
 
 def compare_arrays(d: Differ, old: dict[str, Any], new: dict[str, Any], pointer: str) -> None:
