@@ -20,7 +20,8 @@ from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 
-from gateway.errors import InvalidContract, Violation
+from gateway.contracts.keywords import ContractValidator
+from gateway.errors import ContractProblem, InvalidContract, Violation
 
 _TEMPLATES: dict[str, str] = {
     "type": "expected type {value}",
@@ -82,19 +83,23 @@ def pointer(path: Iterable[str | int]) -> str:
 class PayloadValidator:
     """A compiled contract schema that lists every violation of a payload."""
 
-    def __init__(self, schema: Mapping[str, Any]) -> None:
+    def __init__(self, schema: Mapping[str, Any] | bool) -> None:
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
-            where = pointer(exc.absolute_path) or "/"
-            raise InvalidContract(f"schema is not valid JSON Schema 2020-12 at {where}") from exc
+            raise InvalidContract(
+                f"/schema{pointer(exc.absolute_path)}: not valid JSON Schema 2020-12: "
+                f"{exc.message[:200]}",
+                [ContractProblem(f"/schema{pointer(exc.absolute_path)}", exc.message[:200])],
+            ) from exc
         remote = next(_remote_refs(schema), None)
         if remote is not None:
-            raise InvalidContract(
-                f"schema refers to '{remote[:80]}': only local references ('#/...') are allowed"
-            )
-        self._validator = Draft202012Validator(
-            schema, format_checker=Draft202012Validator.FORMAT_CHECKER, registry=_OFFLINE
+            message = f"refers to '{remote[:80]}': only local references ('#/...') are allowed"
+            raise InvalidContract(f"/schema: {message}", [ContractProblem("/schema", message)])
+        self._validator = ContractValidator(
+            _explicit_false(schema),
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+            registry=_OFFLINE,
         )
 
     def violations(self, instance: Any) -> list[Violation]:
@@ -106,8 +111,44 @@ class PayloadValidator:
         return sorted(found.values(), key=lambda v: (v.pointer, v.keyword))
 
 
+# additionalProperties, items and unevaluated*: false is reported well as it is.
+_ONE_SCHEMA = ("contains", "propertyNames", "not", "if", "then", "else")
+_FALSE_KEPT = ("additionalProperties", "items", "unevaluatedProperties", "unevaluatedItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas", "$defs")
+_SCHEMA_LISTS = ("prefixItems", "allOf", "anyOf", "oneOf")
+_FALSE: dict[str, Any] = {"not": {}}
+
+
+def _explicit_false(schema: Any) -> Any:
+    """The same schema with every ``false`` subschema written as ``{"not": {}}``.
+
+    jsonschema reports a failing ``false`` subschema without its location;
+    ``{"not": {}}`` means the same and is reported at the member it refuses.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _ONE_SCHEMA:
+        if key in out:
+            out[key] = _FALSE if out[key] is False else _explicit_false(out[key])
+    for key in _FALSE_KEPT:
+        if isinstance(out.get(key), dict):
+            out[key] = _explicit_false(out[key])
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {
+                k: _FALSE if v is False else _explicit_false(v) for k, v in out[key].items()
+            }
+    for key in _SCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_FALSE if v is False else _explicit_false(v) for v in out[key]]
+    return out
+
+
 def _explain(error: ValidationError) -> Iterator[Violation]:
     keyword = str(error.validator)
+    if error.validator is None or (keyword == "not" and error.validator_value == {}):
+        keyword = "false"  # a false (sub)schema: nothing is allowed here
     path = list(error.absolute_path)
     instance: Any = error.instance
     required: Any = error.validator_value
