@@ -2,29 +2,33 @@
 
     gateway demo [--state-dir DIR] [--serve] [--json]
     gateway serve --config gateway.yaml
-    gateway contracts check [DIR] [--json]
+    gateway contracts lint [DIR] [--json]
+    gateway contracts check OLD NEW [--mode MODE] [--policy strict|lenient] [--json]
+    gateway contracts export --asyncapi [--out FILE]
     gateway keys generate --participant ID --dir DIR
     gateway token new --participant ID
 
-Errors print one line to stderr and exit non-zero (2 for usage, 1 otherwise).
+Errors print one line to stderr and exit non-zero (2 for usage and for invalid
+input to ``contracts check``, 1 otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 from gateway.api.auth import new_token
 from gateway.config import PARTICIPANT_ID, load_config
-from gateway.contracts import load_catalog
+from gateway.contracts.commands import check_command, export_command, lint_command
+from gateway.contracts.compat import Mode, Policy
 from gateway.crypto.keys import PRIVATE_FILE, PrivateKeys, write_participant_keys
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, InvalidContract
 from gateway.logs import configure_logging
 
 
@@ -43,11 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a node")
     serve.add_argument("--config", type=Path, required=True, help="node config (YAML)")
 
-    contracts = commands.add_parser("contracts", help="work with contract files")
-    contract_cmds = contracts.add_subparsers(dest="action", required=True)
-    check = contract_cmds.add_parser("check", help="load and check every contract file")
-    check.add_argument("directory", type=Path, nargs="?", default=Path("contracts"))
-    check.add_argument("--json", action="store_true")
+    _contract_commands(commands)
 
     keys = commands.add_parser("keys", help="participant keys")
     key_cmds = keys.add_subparsers(dest="action", required=True)
@@ -60,6 +60,60 @@ def _parser() -> argparse.ArgumentParser:
     new = token_cmds.add_parser("new", help="a new token and the digest for the config")
     new.add_argument("--participant", required=True)
     return parser
+
+
+def _contract_commands(commands: Any) -> None:
+    contracts = commands.add_parser("contracts", help="work with contract files")
+    actions = contracts.add_subparsers(dest="action", required=True)
+    lint = actions.add_parser("lint", help="check every contract file and their history")
+    lint.add_argument("directory", type=Path, nargs="?", default=Path("contracts"))
+    lint.add_argument("--json", action="store_true")
+    check = actions.add_parser("check", help="compatibility of two contract or schema files")
+    check.add_argument("old", type=Path)
+    check.add_argument("new", type=Path)
+    check.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        help="default: the old contract's mode, else backward",
+    )
+    check.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        help="default: the old contract's policy, else strict",
+    )
+    check.add_argument("--json", action="store_true")
+    export = actions.add_parser("export", help="describe the contracts for other tools")
+    export.add_argument(
+        "--asyncapi",
+        action="store_true",
+        required=True,
+        help="an AsyncAPI 3 document of the inbox channels",
+    )
+    export.add_argument("--contracts", type=Path, default=Path("contracts"))
+    export.add_argument("--prefix", default="gw.")
+    export.add_argument("--bootstrap", help="Kafka server to name in the document")
+    export.add_argument("--out", type=Path, help="write here instead of standard output")
+
+
+def _contracts(args: argparse.Namespace) -> int:
+    if args.action == "lint":
+        return lint_command(args.directory, as_json=args.json, say=print)
+    if args.action == "check":
+        try:
+            return check_command(
+                args.old,
+                args.new,
+                mode=Mode(args.mode) if args.mode else None,
+                policy=Policy(args.policy) if args.policy else None,
+                as_json=args.json,
+                say=print,
+            )
+        except InvalidContract as exc:
+            print(f"gateway: invalid input: {exc.detail}", file=sys.stderr)
+            return 2
+    return export_command(
+        args.contracts, prefix=args.prefix, bootstrap=args.bootstrap, out=args.out, say=print
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args.config)
     if args.command == "contracts":
-        return _check_contracts(args.directory, as_json=args.json)
+        return _contracts(args)
     if args.command == "keys":
         return _generate_keys(args.participant, args.dir)
     return _new_token(args.participant)
@@ -131,30 +185,6 @@ def _serve(config_path: Path) -> int:
                 await stop.wait()
 
     asyncio.run(serve())
-    return 0
-
-
-def _check_contracts(directory: Path, *, as_json: bool) -> int:
-    catalog = load_catalog(directory)
-    rows = [
-        {
-            "contract": c.ref,
-            "producers": sorted(c.producers),
-            "consumers": sorted(c.consumers),
-            "valid_examples": len(c.valid_examples),
-            "invalid_examples": len(c.invalid_examples),
-        }
-        for c in catalog
-    ]
-    if as_json:
-        print(json.dumps({"ok": True, "contracts": rows}, indent=2))
-        return 0
-    for row in rows:
-        print(
-            f"ok  {row['contract']:<40} examples: {row['valid_examples']} valid, "
-            f"{row['invalid_examples']} invalid"
-        )
-    print(f"{len(rows)} contract version(s) in {directory} are well-formed")
     return 0
 
 

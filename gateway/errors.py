@@ -14,6 +14,7 @@ place, :mod:`gateway.api.problems`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -83,11 +84,53 @@ class UnknownContract(ContractError):
     title = "Unknown contract or version"
 
 
+@dataclass(frozen=True, slots=True)
+class ContractProblem:
+    """One defect of a contract document, located by JSON pointer into the document."""
+
+    pointer: str
+    message: str
+
+
 class InvalidContract(ContractError):
     """A contract file is itself malformed (bad YAML, bad schema, wrong path)."""
 
     code = "invalid-contract"
     title = "Invalid contract file"
+
+    def __init__(self, detail: str, problems: Sequence[ContractProblem] | None = None) -> None:
+        super().__init__(detail)
+        self.problems = list(problems) if problems else [ContractProblem("", detail)]
+
+    def extensions(self) -> dict[str, Any]:
+        return {"problems": [{"pointer": p.pointer, "message": p.message} for p in self.problems]}
+
+
+class VersionExists(ContractError):
+    code = "version-exists"
+    title = "Contract version already registered"
+
+
+class IncompatibleContract(ContractError):
+    """A new version breaks the compatibility mode of its contract's history."""
+
+    code = "incompatible-contract"
+    title = "Contract version breaks compatibility"
+
+    def __init__(self, ref: str, mode: StrEnum, failing: Sequence[tuple[str, Any]]) -> None:
+        versions = ", ".join(version for version, _ in failing)
+        super().__init__(f"{ref} is not {mode.value} compatible with {versions}")
+        self.mode = mode
+        self.failing = list(failing)
+
+    def extensions(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "against": [
+                {"version": version, "changes": [c.as_dict() for c in report.breaking(self.mode)]}
+                for version, report in self.failing
+            ],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +199,7 @@ class RejectReason(StrEnum):
     SENDER_NOT_PRODUCER = "sender-not-producer"
     RECIPIENT_NOT_CONSUMER = "recipient-not-consumer"
     CONTRACT_VIOLATION = "contract-violation"
+    MIGRATION_FAILED = "migration-failed"
 
 
 class VerificationError(GatewayError):

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NamedTuple
 
+from gateway.contracts.compat import Mode, Policy
+from gateway.contracts.migration import Migration
 from gateway.contracts.validation import PayloadValidator
 from gateway.errors import ContractViolation, InvalidContract
 
@@ -38,17 +41,35 @@ class Version(NamedTuple):
         return f"{self.major}.{self.minor}.{self.patch}"
 
 
+class Classification(StrEnum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    CONFIDENTIAL = "confidential"
+    PERSONAL = "personal"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContractVersion:
     id: str
     version: Version
     title: str
+    description: str = ""
     owner: str
     producers: frozenset[str]
     consumers: frozenset[str]
-    schema: Mapping[str, Any]
+    consumer_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per consumer, the JSON pointers it may receive (absent: the whole payload)."""
+    classification: Classification
+    retention: str | None = None
+    """ISO 8601 duration recipients may keep the data for."""
+    compatibility: Mode = Mode.BACKWARD
+    compatibility_policy: Policy = Policy.STRICT
+    schema: Mapping[str, Any] | bool
     valid_examples: tuple[Any, ...] = ()
     invalid_examples: tuple[Any, ...] = ()
+    migration: Migration | None = None
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The contract file as written, kept to persist and compare registrations."""
     validator: PayloadValidator = field(compare=False, repr=False)
 
     @property

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from gateway.contracts import (
     ContractCatalog,
@@ -19,12 +20,21 @@ from gateway.contracts import (
     parse_contract,
     pointer,
 )
-from gateway.contracts.catalog import load_contract_file
-from gateway.errors import ContractViolation, InvalidContract, UnknownContract
+from gateway.contracts.catalog import file_schema, load_contract_file, read_yaml
+from gateway.contracts.compat import Mode, Policy
+from gateway.contracts.model import Classification
+from gateway.errors import (
+    ContractProblem,
+    ContractViolation,
+    InvalidContract,
+    UnknownContract,
+    VersionExists,
+)
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 CATALOG = load_catalog(CONTRACTS_DIR)
 REFERRAL = "health.patient-referral@1.0.0"
+REFERRAL_1_1 = "health.patient-referral@1.1.0"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -37,6 +47,8 @@ def contract_doc(**changes: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": "demo.note",
         "version": "1.0.0",
+        "title": "Demo note",
+        "classification": "internal",
         "owner": "minhealth",
         "producers": ["minhealth"],
         "consumers": ["socialtreasury"],
@@ -67,19 +79,29 @@ def write_contract(directory: Path, doc: dict[str, Any], *, where: str | None = 
     return path
 
 
-def invalid_contract(doc: Any) -> str:
+def refused(doc: Any) -> InvalidContract:
     with pytest.raises(InvalidContract) as info:
         parse_contract(doc)
-    return info.value.detail
+    return info.value
+
+
+def invalid_contract(doc: Any) -> str:
+    return refused(doc).detail
 
 
 # -- the sample catalog ------------------------------------------------------
 
 
-def test_sample_catalog_loads_three_contracts() -> None:
-    assert len(CATALOG) == 3
+def test_sample_catalog_loads_four_versions_of_three_contracts() -> None:
+    assert len(CATALOG) == 4
+    assert CATALOG.ids() == [
+        "health.patient-referral",
+        "social.support-measure",
+        "transport.staff-medical-check",
+    ]
     assert [c.ref for c in CATALOG] == [
         "health.patient-referral@1.0.0",
+        "health.patient-referral@1.1.0",
         "social.support-measure@1.0.0",
         "transport.staff-medical-check@1.0.0",
     ]
@@ -89,18 +111,78 @@ def test_sample_contract_metadata() -> None:
     referral = CATALOG.resolve(REFERRAL)
 
     assert referral.title == "Patient referral"
+    assert referral.description.startswith("A referral of a patient")
     assert referral.owner == "minhealth"
     assert referral.producers == frozenset({"minhealth"})
     assert referral.consumers == frozenset({"socialtreasury", "acme-analytics"})
+    assert referral.consumer_fields == {}
+    assert referral.classification is Classification.PERSONAL
+    assert referral.retention == "P5Y"
+    assert referral.compatibility is Mode.BACKWARD
+    assert referral.compatibility_policy is Policy.STRICT
+    assert referral.migration is None
     assert referral.dataschema == "urn:gateway:contract:health.patient-referral@1.0.0"
 
 
-@pytest.mark.parametrize("name", ["health.patient-referral", REFERRAL])
-def test_resolve_by_id_and_by_id_at_version(name: str) -> None:
+def test_sample_referral_1_1_0_adds_an_optional_channel_with_a_migration() -> None:
+    old, new = CATALOG.versions("health.patient-referral")
+
+    assert (old.ref, new.ref) == (REFERRAL, REFERRAL_1_1)
+    assert isinstance(old.schema, dict)
+    assert isinstance(new.schema, dict)
+    assert "referralChannel" not in old.schema["properties"]
+    assert new.schema["properties"]["referralChannel"] == {
+        "description": "How the referral reached the specialist service (added in 1.1.0).",
+        "enum": ["electronic", "paper", "phone"],
+    }
+    assert "referralChannel" not in new.schema["required"]
+    assert new.migration is not None
+    assert new.migration.source == "1.0.0"
+
+
+def test_every_sample_file_satisfies_the_contract_file_schema() -> None:
+    validator = Draft202012Validator(file_schema())
+    paths = sorted(CONTRACTS_DIR.glob("*/*.yaml"))
+
+    assert len(paths) == 4
+    for path in paths:
+        assert list(validator.iter_errors(read_yaml(path.read_text("utf-8")))) == [], path
+
+
+def test_the_contract_file_schema_is_valid_2020_12() -> None:
+    schema = file_schema()
+
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == DIALECT
+    assert schema["required"] == [
+        "id",
+        "version",
+        "title",
+        "owner",
+        "producers",
+        "consumers",
+        "classification",
+        "schema",
+    ]
+
+
+def test_file_schema_returns_a_copy() -> None:
+    file_schema()["properties"]["id"]["maxLength"] = 1
+
+    assert file_schema()["properties"]["id"]["maxLength"] == 128
+    assert parse_contract(contract_doc()).id == "demo.note"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("health.patient-referral", REFERRAL_1_1), (REFERRAL, REFERRAL), (REFERRAL_1_1, REFERRAL_1_1)],
+    ids=["latest", "1.0.0", "1.1.0"],
+)
+def test_resolve_by_id_and_by_id_at_version(name: str, expected: str) -> None:
     contract = CATALOG.resolve(name)
 
-    assert contract.ref == REFERRAL
-    assert contract is CATALOG.resolve(REFERRAL)
+    assert contract.ref == expected
+    assert contract is CATALOG.resolve(expected)
 
 
 @pytest.mark.parametrize(
@@ -235,6 +317,18 @@ def test_invalid_examples_report_exact_pointers_and_keywords(
     contract = CATALOG.resolve(ref)
 
     assert pairs(contract, contract.invalid_examples[index]) == expected
+
+
+def test_referral_1_1_0_invalid_examples_report_exact_pointers_and_keywords() -> None:
+    contract = CATALOG.resolve(REFERRAL_1_1)
+
+    found = sorted(pairs(contract, example) for example in contract.invalid_examples)
+
+    assert found == [
+        [("/diagnosis", "required"), ("/patient/birthDate", "format"), ("/urgency", "enum")],
+        [("/patient/fullName", "additionalProperties")],
+        [("/referralChannel", "enum")],
+    ]
 
 
 def test_violation_messages_come_from_the_schema() -> None:
@@ -416,7 +510,8 @@ def test_invalid_schema_is_refused() -> None:
     with pytest.raises(InvalidContract) as info:
         PayloadValidator({"type": 12})
 
-    assert info.value.detail == "schema is not valid JSON Schema 2020-12 at /type"
+    assert info.value.detail.startswith("/schema/type: not valid JSON Schema 2020-12: ")
+    assert [p.pointer for p in info.value.problems] == ["/schema/type"]
 
 
 def test_remote_refs_are_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -429,10 +524,17 @@ def test_remote_refs_are_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("urllib.request.urlopen", urlopen)
     schema = {"$schema": DIALECT, "$ref": "https://schemas.example/referral.json"}
 
-    with pytest.raises(InvalidContract):
+    with pytest.raises(InvalidContract) as info:
         parse_contract(contract_doc(schema=schema, examples={"valid": [], "invalid": [1]}))
 
     assert fetched == []
+    assert info.value.problems == [
+        ContractProblem(
+            "/schema",
+            "refers to 'https://schemas.example/referral.json': "
+            "only local references ('#/...') are allowed",
+        )
+    ]
 
 
 # -- versions ------------------------------------------------------------------
@@ -476,10 +578,61 @@ def test_minimal_contract_parses() -> None:
 
     assert contract.ref == "demo.note@1.0.0"
     assert contract.version == Version(1, 0, 0)
-    assert contract.title == "demo.note"
+    assert contract.title == "Demo note"
+    assert contract.description == ""
     assert contract.producers == frozenset({"minhealth"})
+    assert contract.consumers == frozenset({"socialtreasury"})
+    assert contract.classification is Classification.INTERNAL
+    assert contract.retention is None
+    assert contract.compatibility is Mode.BACKWARD  # the default
+    assert contract.compatibility_policy is Policy.STRICT  # the default
+    assert contract.migration is None
     assert contract.valid_examples == ({"text": "hi"},)
     assert contract.invalid_examples == ({},)
+    assert contract.document == contract_doc()
+
+
+def test_optional_members_parse() -> None:
+    contract = parse_contract(
+        contract_doc(
+            description="For tests.",
+            retention="P1Y6M",
+            compatibility="full_transitive",
+            compatibility_policy="lenient",
+            consumers=[
+                "socialtreasury",
+                {"id": "acme-analytics", "fields": ["/text", "/meta/a~1b"]},
+                {"id": "metro-medical"},
+            ],
+            migration={"from": "0.9.0", "steps": [{"drop": "/legacy"}]},
+        )
+    )
+
+    assert contract.description == "For tests."
+    assert contract.retention == "P1Y6M"
+    assert contract.compatibility is Mode.FULL_TRANSITIVE
+    assert contract.compatibility_policy is Policy.LENIENT
+    assert contract.consumers == frozenset({"socialtreasury", "acme-analytics", "metro-medical"})
+    assert contract.consumer_fields == {"acme-analytics": ("/text", "/meta/a~1b")}
+    assert contract.migration is not None
+    assert contract.migration.source == "0.9.0"
+
+
+def test_a_boolean_schema_is_a_schema() -> None:
+    refuse_all = parse_contract(contract_doc(schema=False, examples={"invalid": [{}, 1]}))
+    accept_all = parse_contract(contract_doc(schema=True, examples={"valid": [{}, 1]}))
+
+    assert refuse_all.schema is False
+    assert [v.pointer for v in refuse_all.validator.violations("anything")] == [""]
+    assert accept_all.validator.violations("anything") == []
+
+
+def test_a_false_subschema_names_the_member_and_the_false_keyword() -> None:
+    validator = PayloadValidator({"properties": {"x": False}})
+
+    assert [(v.pointer, v.keyword, v.message) for v in validator.violations({"x": 1})] == [
+        ("/x", "false", "no value is allowed here")
+    ]
 
 
 def test_schema_without_dialect_is_read_as_2020_12() -> None:
@@ -493,94 +646,244 @@ def test_schema_without_dialect_is_read_as_2020_12() -> None:
     assert pairs(contract, [1, "a"]) == [("/0", "type")]
 
 
+def problem(where: str, message: str) -> tuple[str, str]:
+    return where, message
+
+
 @pytest.mark.parametrize(
-    ("doc", "message"),
+    ("doc", "where", "message"),
     [
-        pytest.param(["id"], "a contract file must hold a mapping", id="not-a-mapping"),
-        pytest.param(without("owner"), "missing key 'owner'", id="missing-owner"),
-        pytest.param(without("schema"), "missing key 'schema'", id="missing-schema"),
-        pytest.param(contract_doc(owners=["x"]), "unknown key 'owners'", id="unknown-key"),
+        pytest.param(["id"], "", "is not of type 'object'", id="not-a-mapping"),
+        pytest.param(None, "", "None is not of type 'object'", id="empty-file"),
+        pytest.param(without("id"), "/id", "required member 'id' is missing", id="missing-id"),
         pytest.param(
-            contract_doc(id="Demo Note"), "'Demo Note' is not a valid contract id", id="bad-id"
+            without("version"), "/version", "member 'version' is missing", id="no-version"
         ),
-        pytest.param(contract_doc(id="demo..note"), "is not a valid contract id", id="double-dot"),
-        pytest.param(contract_doc(id="a" * 129), "is not a valid contract id", id="long-id"),
-        pytest.param(contract_doc(id=12), "'id' must be a non-empty string", id="numeric-id"),
-        pytest.param(contract_doc(id=""), "'id' must be a non-empty string", id="empty-id"),
+        pytest.param(without("title"), "/title", "member 'title' is missing", id="missing-title"),
+        pytest.param(without("owner"), "/owner", "member 'owner' is missing", id="missing-owner"),
         pytest.param(
-            contract_doc(version="1.0"), "'1.0' is not a release version", id="bad-version"
+            without("producers"), "/producers", "'producers' is missing", id="no-producers"
         ),
         pytest.param(
-            contract_doc(version=1.0), "'1.0' is not a release version", id="float-version"
+            without("consumers"), "/consumers", "'consumers' is missing", id="no-consumers"
         ),
         pytest.param(
-            contract_doc(owner="Min Health"),
-            "'owner': 'Min Health' is not a valid participant id",
-            id="bad-owner",
+            without("classification"),
+            "/classification",
+            "required member 'classification' is missing",
+            id="missing-classification",
+        ),
+        pytest.param(without("schema"), "/schema", "member 'schema' is missing", id="no-schema"),
+        pytest.param(
+            contract_doc(owners=["x"]),
+            "/owners",
+            "'owners' is not a member of a contract file",
+            id="unknown",
+        ),
+        pytest.param(contract_doc(id="Demo Note"), "/id", "does not match", id="bad-id"),
+        pytest.param(contract_doc(id="demo..note"), "/id", "does not match", id="double-dot"),
+        pytest.param(contract_doc(id="demo.note\n"), "/id", "does not match", id="id-newline"),
+        pytest.param(contract_doc(id="a" * 129), "/id", "is too long", id="long-id"),
+        pytest.param(contract_doc(id=12), "/id", "12 is not of type 'string'", id="numeric-id"),
+        pytest.param(contract_doc(id=""), "/id", "does not match", id="empty-id"),
+        pytest.param(contract_doc(version="1.0"), "/version", "does not match", id="bad-version"),
+        pytest.param(contract_doc(version="01.0.0"), "/version", "does not match", id="zero"),
+        pytest.param(contract_doc(version="1.0.0\n"), "/version", "does not match", id="v-newline"),
+        pytest.param(
+            contract_doc(version=1.0), "/version", "is not of type 'string'", id="float-version"
+        ),
+        pytest.param(contract_doc(title=""), "/title", "should be non-empty", id="empty-title"),
+        pytest.param(contract_doc(owner="Min Health"), "/owner", "does not match", id="bad-owner"),
+        pytest.param(
+            contract_doc(owner="minhealth\n"), "/owner", "does not match", id="owner-newline"
+        ),
+        pytest.param(contract_doc(producers=[]), "/producers", "should be non-empty", id="none"),
+        pytest.param(
+            contract_doc(producers=["minhealth", "minhealth"]),
+            "/producers",
+            "has non-unique elements",
+            id="producer-twice",
         ),
         pytest.param(
-            contract_doc(producers=[]),
-            "'producers' must be a non-empty list of participant ids",
-            id="no-producers",
+            contract_doc(producers=["minhealth", "Bad Id"]),
+            "/producers/1",
+            "does not match",
+            id="bad-producer",
         ),
         pytest.param(
             contract_doc(consumers="minhealth"),
-            "'consumers' must be a non-empty list of participant ids",
+            "/consumers",
+            "is not of type 'array'",
             id="consumers-not-a-list",
         ),
         pytest.param(
-            contract_doc(schema=[]), "'schema' must be a JSON Schema object", id="schema-list"
+            contract_doc(consumers=["socialtreasury", "Bad Id"]),
+            "/consumers/1",
+            "does not match",
+            id="bad-consumer",
+        ),
+        pytest.param(
+            contract_doc(consumers=[{"id": "socialtreasury", "fields": ["text"]}]),
+            "/consumers/0/fields/0",
+            "does not match",
+            id="consumer-field-not-a-pointer",
+        ),
+        pytest.param(
+            contract_doc(consumers=[{"id": "socialtreasury", "see": []}]),
+            "/consumers/0/see",
+            "'see' is not a member of a contract file",
+            id="consumer-unknown-key",
+        ),
+        pytest.param(
+            contract_doc(consumers=["socialtreasury", {"id": "socialtreasury"}]),
+            "/consumers",
+            "a consumer is listed twice",
+            id="consumer-twice",
+        ),
+        pytest.param(
+            contract_doc(classification="secret"),
+            "/classification",
+            "is not one of",
+            id="bad-classification",
+        ),
+        pytest.param(contract_doc(retention="5 years"), "/retention", "does not match", id="ret"),
+        pytest.param(contract_doc(retention="P"), "/retention", "does not match", id="empty-p"),
+        pytest.param(
+            contract_doc(compatibility="sideways"), "/compatibility", "is not one of", id="mode"
+        ),
+        pytest.param(
+            contract_doc(compatibility_policy="loose"),
+            "/compatibility_policy",
+            "is not one of",
+            id="policy",
+        ),
+        pytest.param(
+            contract_doc(schema=[]), "/schema", "is not of type 'object', 'boolean'", id="list"
         ),
         pytest.param(
             contract_doc(schema={"$schema": "http://json-schema.org/draft-07/schema#"}),
-            "'schema' must use JSON Schema 2020-12",
+            "/schema/$schema",
+            f"must be {DIALECT} (JSON Schema 2020-12) or absent",
             id="draft-07",
         ),
         pytest.param(
             contract_doc(schema={"type": 12}),
-            "schema is not valid JSON Schema 2020-12 at /type",
+            "/schema/type",
+            "is not valid under any of the given schemas",
             id="invalid-schema",
         ),
         pytest.param(
+            contract_doc(schema={"properties": {"a": {"minLength": -1}}}),
+            "/schema/properties/a/minLength",
+            "-1 is less than the minimum of 0",
+            id="invalid-nested-schema",
+        ),
+        pytest.param(
             contract_doc(examples={"valid": [{"text": 5}], "invalid": []}),
-            "examples.valid[0] fails its own schema at /text: expected type string",
+            "/examples/valid/0/text",
+            "expected type string",
             id="valid-example-fails",
         ),
         pytest.param(
             contract_doc(examples={"valid": [{"text": "a"}, "x"], "invalid": []}),
-            "examples.valid[1] fails its own schema at /: expected type object",
+            "/examples/valid/1",
+            "expected type object",
             id="valid-example-fails-at-root",
         ),
         pytest.param(
             contract_doc(examples={"valid": [], "invalid": [{}, {"text": "ok"}]}),
-            "examples.invalid[1] passes the schema",
+            "/examples/invalid/1",
+            "passes the schema",
             id="invalid-example-passes",
         ),
         pytest.param(
             contract_doc(examples={"good": []}),
-            "'examples' must be a mapping with 'valid' and 'invalid' lists",
+            "/examples/good",
+            "'good' is not a member of a contract file",
             id="examples-unknown-key",
         ),
         pytest.param(
             contract_doc(examples={"valid": {"text": "hi"}}),
-            "'examples.valid' and 'examples.invalid' must be lists",
+            "/examples/valid",
+            "is not of type 'array'",
             id="examples-not-lists",
+        ),
+        pytest.param(
+            contract_doc(migration={"steps": [{"drop": "/a"}]}),
+            "/migration/from",
+            "required member 'from' is missing",
+            id="migration-without-from",
         ),
     ],
 )
-def test_invalid_contract_documents(doc: Any, message: str) -> None:
-    assert message in invalid_contract(doc)
+def test_invalid_contract_documents(doc: Any, where: str, message: str) -> None:
+    error = refused(doc)
+
+    [found] = error.problems
+    assert found.pointer == where
+    assert message in found.message
+    assert message in error.detail
+    assert error.extensions() == {"problems": [{"pointer": where, "message": found.message}]}
+
+
+def test_a_long_unknown_member_name_is_shortened() -> None:
+    [found] = refused(contract_doc(**{"x" * 500: 1})).problems
+
+    assert found.pointer == "/" + "x" * 500
+    assert found.message == "'" + "x" * 77 + "...' is not a member of a contract file"
+
+
+def test_structure_problems_are_all_reported_in_document_order() -> None:
+    doc = contract_doc(id="Bad Id", producers=[], extra=1)
+    del doc["classification"]
+
+    error = refused(doc)
+
+    assert [p.pointer for p in error.problems] == [
+        "/classification",
+        "/extra",
+        "/id",
+        "/producers",
+    ]
+    assert error.detail == "/classification: required member 'classification' is missing"
+
+
+@pytest.mark.parametrize(
+    ("doc", "detail"),
+    [
+        pytest.param(
+            contract_doc(examples={"valid": [{"text": 5}], "invalid": []}),
+            "/examples/valid/0 fails its own schema at /text: expected type string",
+            id="valid-example-fails",
+        ),
+        pytest.param(
+            contract_doc(examples={"valid": [{"text": "a"}, "x"], "invalid": []}),
+            "/examples/valid/1 fails its own schema at /: expected type object",
+            id="valid-example-fails-at-root",
+        ),
+        pytest.param(
+            contract_doc(examples={"valid": [], "invalid": [{}, {"text": "ok"}]}),
+            "/examples/invalid/1 passes the schema",
+            id="invalid-example-passes",
+        ),
+    ],
+)
+def test_example_problems_say_where_in_the_example(doc: Any, detail: str) -> None:
+    assert invalid_contract(doc) == detail
 
 
 def test_example_failure_message_does_not_echo_the_example() -> None:
     doc = contract_doc(examples={"valid": [{"text": "SECRET-VALUE", "extra": 1}], "invalid": []})
 
-    message = invalid_contract(doc)
+    error = refused(doc)
 
-    assert "SECRET-VALUE" not in message
-    assert message == (
-        "examples.valid[0] fails its own schema at /extra: member is not allowed by the contract"
+    assert "SECRET-VALUE" not in repr(error.extensions())
+    assert error.detail == (
+        "/examples/valid/0 fails its own schema at /extra: member is not allowed by the contract"
     )
+    assert error.problems == [
+        ContractProblem("/examples/valid/0/extra", "member is not allowed by the contract")
+    ]
 
 
 # -- contract files and the catalog ------------------------------------------
@@ -593,17 +896,25 @@ def test_load_contract_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("where", "says"),
-    [("other.note/1.0.0.yaml", "other.note@1.0.0"), ("demo.note/1.0.1.yaml", "demo.note@1.0.1")],
-    ids=["wrong-id", "wrong-version"],
+    ("where", "says", "member"),
+    [
+        ("other.note/1.0.0.yaml", "other.note@1.0.0", "/id"),
+        ("demo.note/1.0.1.yaml", "demo.note@1.0.1", "/version"),
+        ("other.note/2.0.0.yaml", "other.note@2.0.0", "/id"),
+    ],
+    ids=["wrong-id", "wrong-version", "wrong-both"],
 )
-def test_file_path_must_match_id_and_version(tmp_path: Path, where: str, says: str) -> None:
+def test_file_path_must_match_id_and_version(
+    tmp_path: Path, where: str, says: str, member: str
+) -> None:
     path = write_contract(tmp_path, contract_doc(), where=where)
 
     with pytest.raises(InvalidContract) as info:
         load_contract_file(path)
 
-    assert info.value.detail == f"{path}: declares demo.note@1.0.0 but its path says {says}"
+    message = f"declares demo.note@1.0.0 but its path says {says}"
+    assert info.value.detail == f"{path}: {message}"
+    assert info.value.problems == [ContractProblem(member, message)]
 
 
 def test_document_errors_name_the_file(tmp_path: Path) -> None:
@@ -612,7 +923,9 @@ def test_document_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidContract) as info:
         load_contract_file(path)
 
-    assert info.value.detail == f"{path}: unknown key 'owners'"
+    message = "'owners' is not a member of a contract file"
+    assert info.value.detail == f"{path}: /owners: {message}"
+    assert info.value.problems == [ContractProblem("/owners", message)]
 
 
 @pytest.mark.parametrize(
@@ -627,6 +940,7 @@ def test_unreadable_contract_file(tmp_path: Path, content: bytes) -> None:
         load_contract_file(path)
 
     assert info.value.detail.startswith(f"{path}: cannot read contract:")
+    assert "\n" not in info.value.detail  # one line, for logs and the CLI
 
 
 def test_missing_contract_file(tmp_path: Path) -> None:
@@ -641,6 +955,8 @@ def test_yaml_dates_and_times_stay_strings(tmp_path: Path) -> None:
         f"""
 id: demo.dated
 version: 1.0.0
+title: Dated
+classification: public
 owner: minhealth
 producers: [minhealth]
 consumers: [socialtreasury]
@@ -709,14 +1025,26 @@ def test_empty_catalog_resolves_nothing(tmp_path: Path) -> None:
         catalog.resolve("demo.note")
 
 
-def test_catalog_refuses_a_version_defined_twice() -> None:
+def test_catalog_refuses_a_version_defined_twice_with_other_content() -> None:
     first = parse_contract(contract_doc())
     second = parse_contract(contract_doc(title="Same version again"))
 
-    with pytest.raises(InvalidContract) as info:
+    with pytest.raises(VersionExists) as info:
         ContractCatalog([first, second])
 
-    assert info.value.detail == "demo.note@1.0.0 is defined twice"
+    assert info.value.detail == (
+        "demo.note@1.0.0 is registered with other content; "
+        "versions are immutable: publish a new version"
+    )
+
+
+def test_catalog_keeps_one_copy_of_a_version_given_twice_unchanged() -> None:
+    first = parse_contract(contract_doc())
+
+    catalog = ContractCatalog([first, parse_contract(contract_doc())])
+
+    assert [c.ref for c in catalog] == ["demo.note@1.0.0"]
+    assert catalog.resolve("demo.note") is first
 
 
 def test_catalog_accepts_same_version_of_different_contracts() -> None:
