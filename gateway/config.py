@@ -78,6 +78,9 @@ class LocalParticipant:
     id: str
     token_sha256: tuple[str, ...] = ()
     """Hex SHA-256 digests of the participant's bearer tokens (never the tokens)."""
+    pinned_versions: Mapping[str, str] = field(default_factory=dict)
+    """Contract id -> the version this participant consumes; older messages are
+    upgraded to it with the contracts' migrations."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,24 +188,47 @@ def _join(where: str, key: str) -> str:
 
 def _coerce(hint: Any, value: Any, where: str, base: Path) -> Any:
     if isinstance(value, _EnvValue):
-        try:
-            return _coerce(hint, _from_text(hint, value.text), where, base)
-        except ConfigError as exc:
-            raise ConfigError(f"{value.variable}: {exc.detail}") from exc
+        return _from_env(hint, value, where, base)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        inner = next(a for a in typing.get_args(hint) if a is not type(None))
-        return _coerce(inner, value, where, base)
+        return _optional(hint, value, where, base)
     if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list")
-        item = typing.get_args(hint)[0]
-        return tuple(_coerce(item, v, f"{where}[{i}]", base) for i, v in enumerate(value))
+        return _sequence(hint, value, where, base)
+    if origin in (dict, Mapping):
+        return _mapping(value, where)
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, where, base)
     return _scalar(hint, value, where, base)
+
+
+def _from_env(hint: Any, value: _EnvValue, where: str, base: Path) -> Any:
+    try:
+        return _coerce(hint, _from_text(hint, value.text), where, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{value.variable}: {exc.detail}") from exc
+
+
+def _optional(hint: Any, value: Any, where: str, base: Path) -> Any:
+    if value is None:
+        return None
+    inner = next(a for a in typing.get_args(hint) if a is not type(None))
+    return _coerce(inner, value, where, base)
+
+
+def _sequence(hint: Any, value: Any, where: str, base: Path) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list")
+    item = typing.get_args(hint)[0]
+    return tuple(_coerce(item, v, f"{where}[{i}]", base) for i, v in enumerate(value))
+
+
+def _mapping(value: Any, where: str) -> dict[str, str]:
+    """A mapping of names to text (YAML may read a version like 1.0 as a number)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{where}: expected a mapping of names to values")
+    if not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where}: every value must be a quoted string")
+    return dict(value)
 
 
 def _scalar(hint: Any, value: Any, where: str, base: Path) -> Any:

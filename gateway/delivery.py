@@ -226,4 +226,5 @@ class Inbox:
             "recipient": m.recipient,
             "payload_sha256": digest(m.payload),
             "payload_size": len(m.payload),
+            **({"migrated_from": m.migrated_from} if m.migrated_from else {}),
         }

@@ -9,14 +9,19 @@ check passed; otherwise :class:`VerificationError` names the reason.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
+from gateway.contracts.upgrade import upgrade
 from gateway.crypto.envelope import open_envelope
 from gateway.crypto.keys import KeyStore, VerifyKey
 from gateway.errors import (
     ContractViolation,
+    InvalidContract,
     MalformedJSON,
     PayloadTooLarge,
     RejectReason,
@@ -37,6 +42,8 @@ class ReceivedMessage:
     issued_at: int
     payload: bytes
     correlation_id: str | None
+    migrated_from: str | None = None
+    """The version the sender used, when the payload was upgraded to a pinned one."""
 
 
 class Receiver:
@@ -48,6 +55,11 @@ class Receiver:
         self._catalog = catalog
         self._keys = keys
         self._private = keys.private(participant)
+        local = config.local(participant)
+        self._pins = {
+            contract_id: catalog.resolve(f"{contract_id}@{version}").version
+            for contract_id, version in (local.pinned_versions if local else {}).items()
+        }
 
     def receive(self, record: InboundRecord) -> ReceivedMessage:
         # 1-6. Decrypt, verify the signature with the named sender's key, and
@@ -92,14 +104,13 @@ class Receiver:
         # 9. Validate again: the receiver trusts its own contract copy, not the sender.
         http = self._config.http
         try:
-            contract.validate(
-                parse_json(
-                    opened.payload, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
-                )
+            document = parse_json(
+                opened.payload, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
             )
+            contract.validate(document)
         except (MalformedJSON, PayloadTooLarge, ContractViolation) as exc:
             raise VerificationError(RejectReason.CONTRACT_VIOLATION, exc.detail) from exc
-        return ReceivedMessage(
+        message = ReceivedMessage(
             b.message_id,
             b.sender,
             b.recipient,
@@ -108,6 +119,21 @@ class Receiver:
             b.issued_at,
             opened.payload,
             record.header("ce_correlationid"),
+        )
+        # 10. A consumer pinned to a later version gets the payload upgraded to it.
+        pinned = self._pins.get(b.contract)
+        if pinned is None or pinned <= contract.version:
+            return message
+        return self._upgraded(message, document, str(pinned))
+
+    def _upgraded(self, message: ReceivedMessage, document: Any, pinned: str) -> ReceivedMessage:
+        try:
+            upgraded = upgrade(self._catalog, message.contract, message.version, pinned, document)
+        except InvalidContract as exc:
+            raise VerificationError(RejectReason.MIGRATION_FAILED, exc.detail) from exc
+        payload = json.dumps(upgraded, ensure_ascii=False, separators=(",", ":")).encode()
+        return dataclasses.replace(
+            message, version=pinned, payload=payload, migrated_from=message.version
         )
 
     def _verify_key(self, sender: str, kid: str) -> VerifyKey | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class Federation:
     @classmethod
     def create(cls, root: Path) -> Federation:
         fed = cls(root)
+        # A copy: registering a contract version over HTTP writes into the directory.
+        shutil.copytree(CONTRACTS, root / "contracts")
         for participant in PARTICIPANTS:
             fed.keys[participant] = PrivateKeys.generate()
             write_participant_keys(root / "keys", participant, fed.keys[participant])
@@ -41,7 +44,13 @@ class Federation:
         return fed
 
     def config(
-        self, hosted: tuple[str, ...], *, node_id: str = "node-1", bootstrap: str = "", **kafka: Any
+        self,
+        hosted: tuple[str, ...],
+        *,
+        node_id: str = "node-1",
+        bootstrap: str = "",
+        pinned: dict[str, dict[str, str]] | None = None,
+        **kafka: Any,
     ) -> GatewayConfig:
         timings = {
             "session_timeout_s": 6.0,
@@ -54,26 +63,37 @@ class Federation:
         return GatewayConfig(
             node_id=node_id,
             prefix=self.prefix,
-            contracts_dir=CONTRACTS,
+            contracts_dir=self.root / "contracts",
             keys_dir=self.root / "keys",
             audit_path=self.root / f"{node_id}.audit.jsonl",
             participants=tuple(
-                LocalParticipant(id=p, token_sha256=(self.digests[p],)) for p in hosted
+                LocalParticipant(
+                    id=p,
+                    token_sha256=(self.digests[p],),
+                    pinned_versions=(pinned or {}).get(p, {}),
+                )
+                for p in hosted
             ),
             kafka=KafkaConfig(bootstrap=bootstrap, **timings),
             http=HttpConfig(host="127.0.0.1", port=0, max_inbox_wait_s=10.0),
         )
 
     def envelope(
-        self, *, sealed_for: str, encrypted_to: str, payload: bytes
+        self,
+        *,
+        sealed_for: str,
+        encrypted_to: str,
+        payload: bytes,
+        contract: str = REFERRAL,
+        version: str = "1.0.0",
     ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
-        """A minhealth referral envelope as the gateway would produce it.
+        """A minhealth envelope (a referral unless told) as the gateway would produce it.
 
         ``sealed_for`` is the recipient the signature binds; ``encrypted_to``
         whose key it is encrypted to (they differ only in forgery tests).
         """
         message_id = new_message_id()
-        binding = Binding(message_id, "minhealth", sealed_for, REFERRAL, "1.0.0", int(time.time()))
+        binding = Binding(message_id, "minhealth", sealed_for, contract, version, int(time.time()))
         value = seal(
             payload,
             binding,
@@ -84,7 +104,7 @@ class Federation:
             message_id=message_id,
             sender="minhealth",
             recipient=sealed_for,
-            contract=REFERRAL,
+            contract=contract,
             dataschema="urn:x",
             time="2026-01-01T00:00:00Z",
         )

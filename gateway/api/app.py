@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from gateway.api import handlers
+from gateway.api import contracts, handlers
 from gateway.api.auth import Authenticator
-from gateway.api.keys import AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER, Readiness
+from gateway.api.keys import AUDIT, AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER, Readiness
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problem_middleware
 from gateway.audit import AuditLog
@@ -56,6 +56,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[AUTH] = Authenticator.from_config(config)
     app[READINESS] = Readiness()
     app[INBOXES] = {}
+    app[AUDIT] = parts.audit
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
     return app
@@ -68,8 +69,10 @@ def _routes(app: web.Application) -> None:
         return web.json_response(document)
 
     app.router.add_post("/v1/contracts/{contract}/messages", handlers.publish)
-    app.router.add_get("/v1/contracts", handlers.list_contracts)
-    app.router.add_get("/v1/contracts/{contract}", handlers.get_contract)
+    app.router.add_get("/v1/contracts", contracts.list_contracts)
+    app.router.add_get("/v1/contracts/{contract}", contracts.get_contract)
+    app.router.add_get("/v1/contracts/{contract}/versions/{version}", contracts.get_version)
+    app.router.add_post("/v1/contracts/{contract}/versions", contracts.register_version)
     app.router.add_get("/v1/inbox", handlers.pull_inbox)
     app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
     app.router.add_get("/healthz", handlers.healthz)

@@ -7,13 +7,11 @@ into problem details.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 
-from gateway.api.keys import AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER
+from gateway.api.keys import AUTH, CONFIG, INBOXES, READINESS, ROUTER
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
-from gateway.contracts import ContractVersion
 from gateway.delivery import Delivery, Inbox
 from gateway.errors import (
     Forbidden,
@@ -44,7 +42,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _require_json(request: web.Request) -> None:
+def require_json(request: web.Request) -> None:
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"send Content-Type: application/json, not '{ctype[:60]}'")
@@ -67,7 +65,7 @@ def _recipients(request: web.Request) -> list[str]:
 
 async def publish(request: web.Request) -> web.Response:
     sender = participant_of(request)
-    _require_json(request)
+    require_json(request)
     traceparent = request.headers.get("traceparent")
     if traceparent is not None and not TRACEPARENT.fullmatch(traceparent):
         raise InvalidParameter("traceparent", "traceparent is not a W3C trace context")
@@ -136,13 +134,14 @@ def _delivery_json(delivery: Delivery) -> bytes:
         "version": m.version,
         "issued_at": m.issued_at,
         "correlation_id": m.correlation_id,
+        "migrated_from": m.migrated_from,
     }
     return json.dumps(meta).encode()[:-1] + b',"payload":' + m.payload.strip() + b"}"
 
 
 async def ack_inbox(request: web.Request) -> web.Response:
     inbox = _inbox(request)
-    _require_json(request)
+    require_json(request)
     http = request.app[CONFIG].http
     body = parse_json(await read_body(request, 65536), max_bytes=65536, max_depth=4)
     tags = body.get("tags") if isinstance(body, dict) else None
@@ -152,32 +151,6 @@ async def ack_inbox(request: web.Request) -> web.Response:
         raise InvalidParameter("tags", f"at most {http.max_inbox_batch * 10} tags per request")
     result = await inbox.ack(tags)
     return web.json_response({"acknowledged": result.acknowledged, "unknown": result.unknown})
-
-
-def _contract_json(contract: ContractVersion, *, with_schema: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": contract.id,
-        "version": str(contract.version),
-        "title": contract.title,
-        "owner": contract.owner,
-        "producers": sorted(contract.producers),
-        "consumers": sorted(contract.consumers),
-    }
-    if with_schema:
-        data["schema"] = contract.schema
-    return data
-
-
-async def list_contracts(request: web.Request) -> web.Response:
-    participant_of(request)
-    catalog = request.app[CATALOG]
-    return web.json_response({"contracts": [_contract_json(c, with_schema=False) for c in catalog]})
-
-
-async def get_contract(request: web.Request) -> web.Response:
-    participant_of(request)
-    contract = request.app[CATALOG].resolve(request.match_info["contract"])
-    return web.json_response(_contract_json(contract, with_schema=True))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.api.auth import Authenticator
+from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.delivery import Inbox
@@ -30,3 +31,4 @@ AUTH = web.AppKey("auth", Authenticator)
 ROUTER = web.AppKey("router", Router)
 INBOXES = web.AppKey("inboxes", dict[str, Inbox])
 READINESS = web.AppKey("readiness", Readiness)
+AUDIT = web.AppKey("audit", AuditLog)

@@ -32,22 +32,99 @@ _MESSAGE = {
         "version": {"type": "string"},
         "issued_at": {"type": "integer", "description": "Unix time the sender signed it."},
         "correlation_id": {"type": ["string", "null"]},
+        "migrated_from": {
+            "type": ["string", "null"],
+            "description": "The sender's version, when the payload was upgraded to the "
+            "version this participant is pinned to.",
+        },
         "payload": {"description": "The exact JSON the sender published."},
     },
 }
 
-_CONTRACT = {
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+_SUMMARY: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "version", "title", "owner", "producers", "consumers"],
+    "required": [
+        "id",
+        "version",
+        "title",
+        "owner",
+        "classification",
+        "compatibility",
+        "producers",
+        "consumers",
+    ],
     "properties": {
         "id": {"type": "string"},
         "version": {"type": "string"},
         "title": {"type": "string"},
         "owner": {"type": "string"},
-        "producers": {"type": "array", "items": {"type": "string"}},
-        "consumers": {"type": "array", "items": {"type": "string"}},
-        "schema": {"type": "object", "description": "JSON Schema 2020-12 of the payload."},
+        "classification": {"enum": ["public", "internal", "confidential", "personal"]},
+        "compatibility": {"type": "string"},
+        "producers": _STRINGS,
+        "consumers": _STRINGS,
     },
+}
+
+_DETAIL = {
+    **_SUMMARY,
+    "required": [*_SUMMARY["required"], "schema", "examples"],
+    "properties": {
+        **_SUMMARY["properties"],
+        "description": {"type": "string"},
+        "retention": {"type": ["string", "null"]},
+        "compatibility_policy": {"enum": ["strict", "lenient"]},
+        "consumer_fields": {"type": "object", "additionalProperties": _STRINGS},
+        "schema": {
+            "type": ["object", "boolean"],
+            "description": "JSON Schema 2020-12 of the payload.",
+        },
+        "examples": {"type": "object"},
+        "migration": {"type": ["object", "null"]},
+    },
+}
+
+_CHANGE = {
+    "type": "object",
+    "required": ["code", "pointer", "breaks_backward", "breaks_forward", "detail"],
+    "properties": {
+        "code": {"type": "string"},
+        "pointer": {"type": "string"},
+        "breaks_backward": {"type": "boolean"},
+        "breaks_forward": {"type": "boolean"},
+        "detail": {"type": "string"},
+    },
+}
+
+_REGISTERED = {
+    "type": "object",
+    "required": ["contract", "registered", "checked_against"],
+    "properties": {
+        "contract": {"type": "string"},
+        "registered": {"type": "boolean"},
+        "checked_against": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["version", "backward", "forward", "changes"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "backward": {"type": "boolean"},
+                    "forward": {"type": "boolean"},
+                    "changes": {"type": "array", "items": _CHANGE},
+                },
+            },
+        },
+    },
+}
+
+_CONTRACT_ID_PARAM = {
+    "name": "contract",
+    "in": "path",
+    "required": True,
+    "description": "Contract id, e.g. health.patient-referral",
+    "schema": {"type": "string"},
 }
 
 _CONTRACT_PARAM = {
@@ -121,7 +198,7 @@ _PATHS: dict[str, Any] = {
     "/v1/contracts": {
         "get": {
             "operationId": "listContracts",
-            "summary": "Every contract version this node knows",
+            "summary": "Every contract, its latest version and its version numbers",
             "responses": {
                 "200": {
                     "description": "The catalog.",
@@ -129,7 +206,19 @@ _PATHS: dict[str, Any] = {
                         {
                             "type": "object",
                             "required": ["contracts"],
-                            "properties": {"contracts": {"type": "array", "items": _CONTRACT}},
+                            "properties": {
+                                "contracts": {
+                                    "type": "array",
+                                    "items": {
+                                        **_SUMMARY,
+                                        "required": [*_SUMMARY["required"], "versions"],
+                                        "properties": {
+                                            **_SUMMARY["properties"],
+                                            "versions": _STRINGS,
+                                        },
+                                    },
+                                }
+                            },
                         }
                     ),
                 },
@@ -140,11 +229,64 @@ _PATHS: dict[str, Any] = {
     "/v1/contracts/{contract}": {
         "get": {
             "operationId": "getContract",
-            "summary": "One contract version with its schema",
-            "parameters": [_CONTRACT_PARAM],
+            "summary": "One contract: its latest version and a summary of every version",
+            "parameters": [_CONTRACT_ID_PARAM],
             "responses": {
-                "200": {"description": "The contract.", **_json(_CONTRACT)},
+                "200": {
+                    "description": "The contract.",
+                    **_json(
+                        {
+                            **_SUMMARY,
+                            "required": [*_SUMMARY["required"], "versions"],
+                            "properties": {
+                                **_SUMMARY["properties"],
+                                "versions": {"type": "array", "items": _SUMMARY},
+                            },
+                        }
+                    ),
+                },
                 **_problems(401, 404),
+            },
+        }
+    },
+    "/v1/contracts/{contract}/versions/{version}": {
+        "get": {
+            "operationId": "getContractVersion",
+            "summary": "One contract version with its schema, examples and migration",
+            "parameters": [
+                _CONTRACT_ID_PARAM,
+                {
+                    "name": "version",
+                    "in": "path",
+                    "required": True,
+                    "description": "MAJOR.MINOR.PATCH or 'latest'",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The contract version.", **_json(_DETAIL)},
+                **_problems(401, 404),
+            },
+        }
+    },
+    "/v1/contracts/{contract}/versions": {
+        "post": {
+            "operationId": "registerContractVersion",
+            "summary": "Register a new version (the contract's owner only)",
+            "description": (
+                "The body is the contract document as JSON (the YAML file format of "
+                "contracts/README.md, in JSON). It is checked like `gateway contracts lint` and "
+                "against earlier versions under the contract's compatibility mode."
+            ),
+            "parameters": [_CONTRACT_ID_PARAM],
+            "requestBody": {"required": True, **_json({"type": "object"})},
+            "responses": {
+                "201": {"description": "Registered.", **_json(_REGISTERED)},
+                "200": {
+                    "description": "This exact version was already registered.",
+                    **_json(_REGISTERED),
+                },
+                **_problems(400, 401, 403, 409, 413, 415, 422),
             },
         }
     },

@@ -27,6 +27,8 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.ContractError: 422,
     errors.UnknownContract: 404,
+    errors.VersionExists: 409,
+    errors.IncompatibleContract: 409,
     errors.Unauthenticated: 401,
     errors.AuthError: 403,
     errors.VerificationError: 422,

@@ -4,78 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from gateway.node import RunningNode, running_node
+from gateway.node import RunningNode
 from tests.integration.conftest import read_topic
-from tests.support import REFERRAL, Federation, referral
+from tests.integration.helpers import ack, audit, node, publish, pull
+from tests.support import Federation, referral
 
 pytestmark = pytest.mark.integration
 
 SENDER = ("minhealth",)
 CONSUMERS = ("socialtreasury", "acme-analytics")
-
-
-@asynccontextmanager
-async def node(
-    fed: Federation, bootstrap: str, hosted: tuple[str, ...], name: str
-) -> AsyncIterator[RunningNode]:
-    async with running_node(fed.config(hosted, node_id=name, bootstrap=bootstrap)) as running:
-        await running.wait_ready(30)
-        yield running
-
-
-async def publish(
-    http: aiohttp.ClientSession, url: str, fed: Federation, payload: Any
-) -> tuple[int, dict[str, Any]]:
-    async with http.post(
-        f"{url}/v1/contracts/{REFERRAL}/messages", json=payload, headers=fed.auth("minhealth")
-    ) as response:
-        return response.status, await response.json(content_type=None)
-
-
-async def pull(
-    http: aiohttp.ClientSession,
-    url: str,
-    fed: Federation,
-    who: str,
-    *,
-    expect: int,
-    wait_s: float = 15.0,
-) -> list[dict[str, Any]]:
-    """Pull until ``expect`` messages arrived or ``wait_s`` passed."""
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + wait_s
-    while len(got) < expect and time.monotonic() < deadline:
-        async with http.get(
-            f"{url}/v1/inbox", params={"wait": "1", "max": "50"}, headers=fed.auth(who)
-        ) as response:
-            assert response.status == 200
-            got += (await response.json())["messages"]
-    return got
-
-
-async def ack(
-    http: aiohttp.ClientSession, url: str, fed: Federation, who: str, tags: list[str]
-) -> dict[str, list[str]]:
-    async with http.post(
-        f"{url}/v1/inbox/ack", json={"tags": tags}, headers=fed.auth(who)
-    ) as response:
-        assert response.status == 200
-        result: dict[str, list[str]] = await response.json()
-        return result
-
-
-def audit(fed: Federation, node_id: str) -> list[dict[str, Any]]:
-    path = fed.root / f"{node_id}.audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_publish_pull_ack_round_trip_for_two_recipients(
@@ -95,7 +37,7 @@ async def test_publish_pull_ack_round_trip_for_two_recipients(
                 "REF-2026-000001",
                 "REF-2026-000002",
             }
-            assert all(m["sender"] == "minhealth" and m["version"] == "1.0.0" for m in messages)
+            assert all(m["sender"] == "minhealth" and m["version"] == "1.1.0" for m in messages)
             result = await ack(http, b.url, fed, consumer, [m["tag"] for m in messages])
             assert len(result["acknowledged"]) == 2
             assert result["unknown"] == []

@@ -1,0 +1,127 @@
+"""Contract catalog over HTTP: browse every version, and let owners register new ones.
+
+Registration runs the same checks as ``gateway contracts lint``: the contract
+file schema, schema validity, examples, migration, and compatibility with the
+history under the contract's mode; a breaking version gets 409 with the
+change report. Accepted versions are written to the node's contracts
+directory before they are served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.handlers import participant_of, read_body, require_json
+from gateway.api.keys import AUDIT, CATALOG, CONFIG
+from gateway.contracts.catalog import parse_contract, write_contract_file
+from gateway.contracts.model import ContractVersion
+from gateway.errors import Forbidden, InvalidContract, UnknownContract
+from gateway.jsonparse import parse_json
+
+
+def summary(contract: ContractVersion) -> dict[str, Any]:
+    return {
+        "id": contract.id,
+        "version": str(contract.version),
+        "title": contract.title,
+        "owner": contract.owner,
+        "classification": contract.classification.value,
+        "compatibility": contract.compatibility.value,
+        "producers": sorted(contract.producers),
+        "consumers": sorted(contract.consumers),
+    }
+
+
+def detail(contract: ContractVersion) -> dict[str, Any]:
+    return {
+        **summary(contract),
+        "description": contract.description,
+        "retention": contract.retention,
+        "compatibility_policy": contract.compatibility_policy.value,
+        "consumer_fields": {k: list(v) for k, v in contract.consumer_fields.items()},
+        "schema": contract.schema,
+        "examples": {
+            "valid": list(contract.valid_examples),
+            "invalid": list(contract.invalid_examples),
+        },
+        "migration": contract.document.get("migration"),
+    }
+
+
+async def list_contracts(request: web.Request) -> web.Response:
+    participant_of(request)
+    catalog = request.app[CATALOG]
+    contracts = []
+    for contract_id in catalog.ids():
+        versions = catalog.versions(contract_id)
+        contracts.append({**summary(versions[-1]), "versions": [str(v.version) for v in versions]})
+    return web.json_response({"contracts": contracts})
+
+
+async def get_contract(request: web.Request) -> web.Response:
+    participant_of(request)
+    versions = request.app[CATALOG].versions(request.match_info["contract"])
+    return web.json_response({**summary(versions[-1]), "versions": [summary(v) for v in versions]})
+
+
+async def get_version(request: web.Request) -> web.Response:
+    participant_of(request)
+    contract_id, version = request.match_info["contract"], request.match_info["version"]
+    name = contract_id if version == "latest" else f"{contract_id}@{version}"
+    return web.json_response(detail(request.app[CATALOG].resolve(name)))
+
+
+async def register_version(request: web.Request) -> web.Response:
+    caller = participant_of(request)
+    require_json(request)
+    config = request.app[CONFIG]
+    body = await read_body(request, config.http.max_body_bytes)
+    contract = parse_contract(
+        parse_json(body, max_bytes=config.http.max_body_bytes, max_depth=config.http.max_json_depth)
+    )
+    catalog = request.app[CATALOG]
+    if contract.id != request.match_info["contract"]:
+        raise InvalidContract(
+            f"the document declares '{contract.id}', the path "
+            f"'{request.match_info['contract'][:80]}'"
+        )
+    _check_owner(
+        caller, contract, catalog.versions(contract.id) if contract.id in catalog.ids() else []
+    )
+    registered = catalog.register(
+        contract, persist=lambda c: write_contract_file(config.contracts_dir, c)
+    )
+    if registered.new:
+        request.app[AUDIT].record(
+            "contract.registered",
+            contract=contract.ref,
+            owner=caller,
+            checked_against=[v for v, _ in registered.reports],
+        )
+    return web.json_response(
+        {
+            "contract": contract.ref,
+            "registered": registered.new,
+            "checked_against": [
+                {
+                    "version": version,
+                    "backward": report.backward,
+                    "forward": report.forward,
+                    "changes": [c.as_dict() for c in report.changes],
+                }
+                for version, report in registered.reports
+            ],
+        },
+        status=201 if registered.new else 200,
+    )
+
+
+def _check_owner(caller: str, contract: ContractVersion, history: list[ContractVersion]) -> None:
+    owner = history[-1].owner if history else contract.owner
+    if caller != owner:
+        raise Forbidden(f"only the owner '{owner}' may register versions of '{contract.id}'")
+
+
+__all__ = ["UnknownContract", "get_contract", "get_version", "list_contracts", "register_version"]

@@ -1,0 +1,130 @@
+"""The receive pipeline's checks beyond the envelope: headers, contract, pins."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.contracts import load_catalog
+from gateway.crypto.keys import KeyStore
+from gateway.errors import ConfigError, RejectReason, UnknownContract, VerificationError
+from gateway.receiving import Receiver
+from gateway.transport import InboundRecord
+from tests.support import REFERRAL, Federation, referral
+
+ME = "socialtreasury"
+
+
+def note_version(version: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "demo.note",
+        "version": version,
+        "title": "Note",
+        "owner": "minhealth",
+        "classification": "internal",
+        "compatibility": "none",
+        "producers": ["minhealth"],
+        "consumers": [ME],
+        "schema": {"type": "object", **schema},
+        **extra,
+    }
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Federation:
+    fed = Federation.create(tmp_path)
+    folder = tmp_path / "contracts" / "demo.note"
+    folder.mkdir()
+    versions = [
+        note_version("1.0.0", {"properties": {"text": {"type": "string"}}}),
+        # A breaking change (mode none) with no migration: 1.0.0 payloads cannot upgrade.
+        note_version("2.0.0", {"required": ["text", "author"]}),
+    ]
+    for document in versions:
+        (folder / f"{document['version']}.yaml").write_text(yaml.safe_dump(document))
+    return fed
+
+
+def receiver(fed: Federation, pins: dict[str, str]) -> Receiver:
+    config = fed.config((ME,), pinned={ME: pins})
+    keys = KeyStore.load(config.keys_dir, hosted={ME})
+    return Receiver(
+        participant=ME, config=config, catalog=load_catalog(config.contracts_dir), keys=keys
+    )
+
+
+def record(
+    fed: Federation, value: bytes, headers: list[tuple[str, bytes]], topic: str | None = None
+) -> InboundRecord:
+    return InboundRecord(topic or f"{fed.prefix}inbox.{ME}", 0, 0, b"k", value, tuple(headers))
+
+
+def test_a_payload_that_cannot_upgrade_to_the_pin_is_refused(fed: Federation) -> None:
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=b'{"text":"hi"}', contract="demo.note"
+    )
+    with pytest.raises(VerificationError) as info:
+        receiver(fed, {"demo.note": "2.0.0"}).receive(record(fed, value, headers))
+    assert info.value.reason is RejectReason.MIGRATION_FAILED
+    assert "does not upgrade to demo.note@2.0.0" in info.value.detail
+
+
+def test_an_unpinned_consumer_gets_the_sender_version_and_exact_bytes(fed: Federation) -> None:
+    raw = json.dumps(referral(), indent=1).encode()
+    _, value, headers = fed.envelope(sealed_for=ME, encrypted_to=ME, payload=raw)
+    message = receiver(fed, {}).receive(record(fed, value, headers))
+    assert (message.version, message.migrated_from, message.payload) == ("1.0.0", None, raw)
+
+
+def test_a_pin_to_an_unknown_version_stops_the_receiver(fed: Federation) -> None:
+    with pytest.raises(UnknownContract):
+        receiver(fed, {REFERRAL: "7.0.0"})
+
+
+def test_a_record_from_a_foreign_inbox_is_refused(fed: Federation) -> None:
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    with pytest.raises(VerificationError) as info:
+        receiver(fed, {}).receive(record(fed, value, headers, topic="elsewhere"))
+    assert info.value.reason is RejectReason.RECIPIENT_MISMATCH
+
+
+@pytest.mark.parametrize("header", ["ce_id", "ce_source", "ce_type", "ce_recipient"])
+def test_headers_must_agree_with_the_signed_envelope(fed: Federation, header: str) -> None:
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    headers = [(k, b"forged" if k == header else v) for k, v in headers]
+    with pytest.raises(VerificationError) as info:
+        receiver(fed, {}).receive(record(fed, value, headers))
+    assert info.value.reason is RejectReason.HEADER_MISMATCH
+
+
+def test_a_payload_the_receiver_contract_refuses_is_a_contract_violation(
+    fed: Federation,
+) -> None:
+    bad = {**referral(), "urgency": "whenever"}
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(bad).encode()
+    )
+    with pytest.raises(VerificationError) as info:
+        receiver(fed, {}).receive(record(fed, value, headers))
+    assert info.value.reason is RejectReason.CONTRACT_VIOLATION
+
+
+def test_pins_in_the_config_must_be_strings(tmp_path: Path) -> None:
+    from gateway.config import load_config
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text("participants:\n  - id: minhealth\n    pinned_versions: {a.b: 1.0}\n")
+    with pytest.raises(ConfigError, match="quoted string"):
+        load_config(path, environ={})
+    path.write_text("participants:\n  - id: minhealth\n    pinned_versions: {a.b: '1.0.0'}\n")
+    config = load_config(path, environ={})
+    assert dataclasses.asdict(config.participants[0])["pinned_versions"] == {"a.b": "1.0.0"}
