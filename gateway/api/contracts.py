@@ -15,7 +15,8 @@ from aiohttp import web
 
 from gateway.api.handlers import participant_of, read_body, require_json
 from gateway.api.keys import AUDIT, CATALOG, CONFIG
-from gateway.contracts.catalog import parse_contract, write_contract_file
+from gateway.contracts.document import parse_contract
+from gateway.contracts.files import write_contract_file
 from gateway.contracts.model import ContractVersion
 from gateway.errors import Forbidden, InvalidContract, UnknownContract
 from gateway.jsonparse import parse_json

@@ -19,8 +19,9 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from gateway.contracts.catalog import load_catalog, parse_contract, read_error, read_yaml
 from gateway.contracts.compat import Mode, Policy, Report, compare
+from gateway.contracts.document import parse_contract
+from gateway.contracts.files import load_catalog, read_error, read_yaml
 from gateway.contracts.lint import lint_directory
 from gateway.errors import InvalidContract
 

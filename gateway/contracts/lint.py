@@ -13,13 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from gateway.contracts.catalog import (
-    ContractCatalog,
-    contract_files,
-    parse_contract,
-    read_error,
-    read_yaml,
-)
+from gateway.contracts.catalog import ContractCatalog
+from gateway.contracts.document import parse_contract
+from gateway.contracts.files import contract_files, read_error, read_yaml
 from gateway.contracts.model import ContractVersion
 from gateway.errors import IncompatibleContract, InvalidContract, VersionExists
 

@@ -23,6 +23,11 @@ _SEMVER = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{
 MAX_CONTRACT_ID = 128
 
 
+def shown(text: str) -> str:
+    """As much of a caller-supplied name as an error message should repeat."""
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class Version(NamedTuple):
     """A release version ``MAJOR.MINOR.PATCH``; ordered numerically."""
 

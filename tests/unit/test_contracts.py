@@ -20,8 +20,9 @@ from gateway.contracts import (
     parse_contract,
     pointer,
 )
-from gateway.contracts.catalog import file_schema, load_contract_file, read_yaml
 from gateway.contracts.compat import Mode, Policy
+from gateway.contracts.document import file_schema
+from gateway.contracts.files import load_contract_file, read_yaml
 from gateway.contracts.model import Classification
 from gateway.errors import (
     ContractProblem,

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from gateway.contracts import ContractCatalog, ContractVersion, load_catalog, parse_contract
-from gateway.contracts.catalog import load_contract_file, write_contract_file
 from gateway.contracts.compat import Mode, Report
+from gateway.contracts.files import load_contract_file, write_contract_file
 from gateway.errors import (
     ContractProblem,
     IncompatibleContract,

@@ -1,0 +1,161 @@
+"""Contract documents: the file format's own schema, and parsing a document.
+
+A document is checked against ``contract-file.schema.json`` first (every
+problem located by a JSON pointer into the document), then its schema,
+examples and migration are checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+from jsonschema import ValidationError
+from jsonschema.exceptions import best_match
+
+from gateway.contracts.compat import Mode, Policy
+from gateway.contracts.keywords import ContractValidator
+from gateway.contracts.migration import Migration
+from gateway.contracts.model import Classification, ContractVersion, Version, shown
+from gateway.contracts.validation import PayloadValidator, pointer
+from gateway.errors import (
+    ContractProblem,
+    InvalidContract,
+)
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_FILE_SCHEMA = json.loads(
+    resources.files("gateway.contracts").joinpath("contract-file.schema.json").read_text()
+)
+# Structure messages may quote the offending value: it is the contract author's own text.
+_FILE_VALIDATOR = ContractValidator(_FILE_SCHEMA)
+
+
+def file_schema() -> dict[str, Any]:
+    """The JSON Schema every contract file must satisfy (contracts/README.md)."""
+    return copy.deepcopy(_FILE_SCHEMA)  # a copy: the validator shares the original
+
+
+def structure_problems(data: Any) -> list[ContractProblem]:
+    """Every way ``data`` breaks the contract-file schema, by JSON pointer.
+
+    A missing or unexpected member is reported at its own pointer
+    (``/classification``), and a value that matches no branch of a ``oneOf``
+    at the pointer of its most relevant error.
+    """
+    problems = {
+        (p.pointer, p.message): p
+        for error in _FILE_VALIDATOR.iter_errors(data)
+        for p in _problems(error)
+    }
+    return sorted(problems.values(), key=lambda p: (p.pointer.split("/"), p.message))
+
+
+def _problems(error: ValidationError) -> Iterator[ContractProblem]:
+    if error.validator in ("oneOf", "anyOf"):
+        branch = _fitting_branch(error)
+        if branch:
+            for e in branch:
+                yield from _problems(e)
+            return
+    path = list(error.absolute_path)
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    if error.validator == "required" and isinstance(instance, dict):
+        for name in expected:
+            if name not in instance:
+                yield ContractProblem(
+                    pointer([*path, name]), f"required member '{name}' is missing"
+                )
+        return
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        for name in instance:
+            if name not in declared:
+                yield ContractProblem(
+                    pointer([*path, name]), f"'{shown(name)}' is not a member of a contract file"
+                )
+        return
+    yield ContractProblem(pointer(path), error.message[:300])
+
+
+def _fitting_branch(error: ValidationError) -> list[ValidationError]:
+    """The errors of the ``oneOf`` branch meant for this kind of value (it passed ``type``)."""
+    fitting = [
+        e for e in error.context or () if not (e.validator == "type" and not e.relative_path)
+    ]
+    relevant = best_match(fitting)
+    if relevant is None:
+        return []
+    branch = relevant.relative_schema_path[0]
+    return [e for e in fitting if e.relative_schema_path[0] == branch]
+
+
+def parse_contract(data: Any) -> ContractVersion:
+    """Build a contract version from its decoded YAML (or JSON) document."""
+    problems = structure_problems(data)
+    if problems:
+        raise InvalidContract(f"{problems[0].pointer or '/'}: {problems[0].message}", problems)
+    schema = data["schema"]
+    if isinstance(schema, dict) and schema.get("$schema", _DIALECT) != _DIALECT:
+        message = f"must be {_DIALECT} (JSON Schema 2020-12) or absent"
+        raise InvalidContract(
+            f"/schema/$schema: {message}", [ContractProblem("/schema/$schema", message)]
+        )
+    consumers, fields = _consumers(data["consumers"])
+    examples = data.get("examples", {})
+    contract = ContractVersion(
+        id=data["id"],
+        version=Version.parse(data["version"]),
+        title=data["title"],
+        description=data.get("description", ""),
+        owner=data["owner"],
+        producers=frozenset(data["producers"]),
+        consumers=consumers,
+        consumer_fields=fields,
+        classification=Classification(data["classification"]),
+        retention=data.get("retention"),
+        compatibility=Mode(data.get("compatibility", "backward")),
+        compatibility_policy=Policy(data.get("compatibility_policy", "strict")),
+        schema=schema,
+        valid_examples=tuple(examples.get("valid", [])),
+        invalid_examples=tuple(examples.get("invalid", [])),
+        migration=Migration.parse(data["migration"]) if "migration" in data else None,
+        document=data,
+        validator=PayloadValidator(schema),
+    )
+    _check_examples(contract)
+    return contract
+
+
+def _consumers(entries: list[Any]) -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+    names = [e if isinstance(e, str) else e["id"] for e in entries]
+    if len(set(names)) != len(names):
+        raise InvalidContract(
+            "/consumers: a consumer is listed twice",
+            [ContractProblem("/consumers", "a consumer is listed twice")],
+        )
+    fields = {e["id"]: tuple(e["fields"]) for e in entries if isinstance(e, dict) and "fields" in e}
+    return frozenset(names), fields
+
+
+def _check_examples(contract: ContractVersion) -> None:
+    """A contract whose own examples disagree with its schema is not loaded."""
+    for index, example in enumerate(contract.valid_examples):
+        violations = contract.validator.violations(example)
+        if violations:
+            first = violations[0]
+            where = f"/examples/valid/{index}"
+            raise InvalidContract(
+                f"{where} fails its own schema at {first.pointer or '/'}: {first.message}",
+                [ContractProblem(where + first.pointer, first.message)],
+            )
+    for index, example in enumerate(contract.invalid_examples):
+        if not contract.validator.violations(example):
+            where = f"/examples/invalid/{index}"
+            raise InvalidContract(
+                f"{where} passes the schema", [ContractProblem(where, "passes the schema")]
+            )
