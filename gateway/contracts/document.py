@@ -20,6 +20,7 @@ from gateway.contracts.compat import Mode, Policy
 from gateway.contracts.keywords import ContractValidator
 from gateway.contracts.migration import Migration
 from gateway.contracts.model import Classification, ContractVersion, Version, shown
+from gateway.contracts.projection import check_fields
 from gateway.contracts.validation import PayloadValidator, pointer
 from gateway.errors import (
     ContractProblem,
@@ -106,6 +107,7 @@ def parse_contract(data: Any) -> ContractVersion:
             f"/schema/$schema: {message}", [ContractProblem("/schema/$schema", message)]
         )
     consumers, fields = _consumers(data["consumers"])
+    _check_fields(data["schema"], data["consumers"])
     examples = data.get("examples", {})
     contract = ContractVersion(
         id=data["id"],
@@ -140,6 +142,18 @@ def _consumers(entries: list[Any]) -> tuple[frozenset[str], dict[str, tuple[str,
         )
     fields = {e["id"]: tuple(e["fields"]) for e in entries if isinstance(e, dict) and "fields" in e}
     return frozenset(names), fields
+
+
+def _check_fields(schema: Any, entries: list[Any]) -> None:
+    """Each consumer's field list must name members a consumer view can be cut to."""
+    problems = [
+        ContractProblem(f"/consumers/{index}/fields", problem)
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and "fields" in entry
+        for problem in check_fields(schema, entry["fields"])
+    ]
+    if problems:
+        raise InvalidContract(f"{problems[0].pointer}: {problems[0].message}", problems)
 
 
 def _check_examples(contract: ContractVersion) -> None:
