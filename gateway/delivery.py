@@ -30,6 +30,7 @@ from gateway.audit import AuditLog, digest
 from gateway.config import GatewayConfig
 from gateway.errors import TransportError, VerificationError
 from gateway.receiving import ReceivedMessage, Receiver
+from gateway.replay import SeenStore
 from gateway.transport import InboundRecord, OutboundRecord, Partition, Publisher, RecordSource
 
 log = structlog.get_logger("gateway.delivery")
@@ -68,6 +69,7 @@ class Inbox:
         receiver: Receiver,
         publisher: Publisher,
         audit: AuditLog,
+        seen: SeenStore | None = None,
     ) -> None:
         self.participant = participant
         self._config = config
@@ -75,9 +77,12 @@ class Inbox:
         self._receiver = receiver
         self._publisher = publisher
         self._audit = audit
+        self._seen = seen
         self._epoch = secrets.token_hex(4)
         self._pending: dict[Partition, dict[int, Delivery | None]] = {}
         self._by_tag: dict[str, Delivery] = {}
+        self._held: dict[str, str] = {}
+        """Message id -> delivery tag of every message held, for replay defence."""
         self._ready: deque[Delivery] = deque()
         self._arrived = asyncio.Condition()
         self._room = asyncio.Event()
@@ -119,6 +124,7 @@ class Inbox:
         delivery = Delivery(tag, message, record.where, record.offset)
         slots[record.offset] = delivery
         self._by_tag[tag] = delivery
+        self._held[message.message_id] = tag
         self._ready.append(delivery)
         if self._in_flight() >= self._config.delivery.max_in_flight:
             self._room.clear()
@@ -157,7 +163,7 @@ class Inbox:
         for where in partitions:
             for delivery in (self._pending.pop(where, None) or {}).values():
                 if delivery is not None:
-                    self._by_tag.pop(delivery.tag, None)
+                    self._forget(delivery)
         self._ready = deque(d for d in self._ready if d.where not in partitions)
         self._room.set()
 
@@ -203,19 +209,31 @@ class Inbox:
 
     async def ack(self, tags: Iterable[str]) -> AckResult:
         """Acknowledge handed-out messages; their offsets commit on the next cycle."""
-        acknowledged, unknown = [], []
+        acknowledged, unknown, settled = [], [], []
         for tag in tags:
             delivery = self._by_tag.get(tag)
             if delivery is None or delivery.state is not State.HANDED_OUT:
                 unknown.append(tag)
                 continue
-            del self._by_tag[tag]
+            self._forget(delivery)
             delivery.state = State.DONE
             acknowledged.append(tag)
+            settled.append(delivery.message.message_id)
             self._audit.record("message.acknowledged", **self._fields(delivery))
         if acknowledged:
             self._room.set()
+        if settled and self._seen is not None:
+            # Remembered before the offset commits: a redelivery is then a replay.
+            self._seen.mark(self.participant, settled)
         return AckResult(acknowledged, unknown)
+
+    def holds(self, message_id: str) -> bool:
+        """Whether a message with this id waits in this inbox now (not yet acknowledged)."""
+        return message_id in self._held
+
+    def _forget(self, delivery: Delivery) -> None:
+        self._by_tag.pop(delivery.tag, None)
+        self._held.pop(delivery.message.message_id, None)
 
     def _fields(self, delivery: Delivery) -> dict[str, object]:
         m = delivery.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import tempfile
 import time
@@ -25,7 +26,7 @@ import yaml
 from gateway.api.auth import new_token
 from gateway.config import GatewayConfig, load_config
 from gateway.contracts import load_catalog
-from gateway.crypto.keys import PrivateKeys, write_participant_keys
+from gateway.crypto.keys import PrivateKeys, write_keys
 from gateway.errors import ConfigError
 from gateway.node import RunningNode, kafka_for, running_node
 
@@ -56,10 +57,13 @@ def default_contracts_dir() -> Path:
 def prepare_state(state_dir: Path, contracts_dir: Path, port: int) -> tuple[Path, dict[str, str]]:
     """Write demo keys, tokens and a node config; return the config path and tokens."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    # A random passphrase for the demo keys, in a 0600 file the node is pointed at.
+    secret = secrets.token_urlsafe(32)
+    _write_secret(state_dir / "key-passphrase", secret)
     tokens: dict[str, str] = {}
     participants = []
     for participant in (PRODUCER, *CONSUMERS):
-        write_participant_keys(state_dir / "keys", participant, PrivateKeys.generate())
+        write_keys(state_dir / "keys", participant, PrivateKeys.generate(), secret.encode())
         token, digest = new_token()
         tokens[participant] = token
         participants.append({"id": participant, "token_sha256": [digest]})
@@ -68,6 +72,8 @@ def prepare_state(state_dir: Path, contracts_dir: Path, port: int) -> tuple[Path
         "contracts_dir": str(contracts_dir.resolve()),
         "keys_dir": str((state_dir / "keys").resolve()),
         "audit_path": str((state_dir / "audit.jsonl").resolve()),
+        "key_passphrase_file": str((state_dir / "key-passphrase").resolve()),
+        "state_dir": str(state_dir.resolve()),
         "participants": participants,
         "http": {"host": "127.0.0.1", "port": port},
         # Short group timings: the embedded broker waits them out on every join.
@@ -75,10 +81,14 @@ def prepare_state(state_dir: Path, contracts_dir: Path, port: int) -> tuple[Path
     }
     path = state_dir / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    fd = os.open(state_dir / "tokens.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(tokens, handle, indent=2)
+    _write_secret(state_dir / "tokens.json", json.dumps(tokens, indent=2))
     return path, tokens
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
 
 
 async def run_scenario(

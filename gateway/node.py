@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -21,8 +22,9 @@ from gateway.api.keys import READINESS
 from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.contracts import load_catalog
-from gateway.crypto.keys import KeyStore
+from gateway.crypto.keys import KeyStore, passphrase
 from gateway.errors import ConfigError
+from gateway.replay import SeenStore
 from gateway.transport import Transport
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.kafka import KafkaTransport
@@ -61,13 +63,24 @@ async def running_node(
 ) -> AsyncIterator[RunningNode]:
     """Serve one node until the block exits, then shut down gracefully."""
     hosted = frozenset(p.id for p in config.participants)
+    if config.state_dir is not None:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(node_id=config.node_id, path=config.audit_path)
     parts = NodeParts(
         config=config,
         catalog=load_catalog(config.contracts_dir),
-        keys=KeyStore.load(config.keys_dir, hosted=hosted),
+        keys=KeyStore.load(
+            config.keys_dir,
+            hosted=hosted,
+            secret=passphrase(os.environ, config.key_passphrase_file) if hosted else None,
+        ),
         audit=audit,
         transport=transport or KafkaTransport(config.kafka),
+        seen=SeenStore(
+            config.state_dir / "replay.sqlite3" if config.state_dir else None,
+            window_s=config.delivery.max_age_s + config.delivery.max_clock_skew_s,
+            max_entries=config.delivery.replay_max_entries,
+        ),
     )
     runner = web.AppRunner(
         create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0
@@ -87,5 +100,6 @@ async def running_node(
         yield node
     finally:
         await runner.cleanup()
+        parts.seen.close()
         audit.record("node.stopped")
         audit.close()

@@ -1,7 +1,8 @@
 """The receive pipeline: from an inbox record to a message fit for delivery.
 
 Fails closed: a record becomes a :class:`ReceivedMessage` only when every
-check passed; otherwise :class:`VerificationError` names the reason.
+check passed; otherwise :class:`VerificationError` names the reason, one
+distinct reason per check, so the audit trail says exactly what was refused.
 
     receiver = Receiver(participant="socialtreasury", config=..., catalog=..., keys=...)
     message = receiver.receive(record)
@@ -11,14 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.contracts import ContractCatalog
+from gateway.contracts import ContractCatalog, ContractVersion
 from gateway.contracts.upgrade import upgrade
-from gateway.crypto.envelope import open_envelope
-from gateway.crypto.keys import KeyStore, VerifyKey
+from gateway.contracts.views import ConsumerViews
+from gateway.crypto.envelope import Binding, Opened, Opener
+from gateway.crypto.jwk import VerifyKey
+from gateway.crypto.keys import KeyStore
 from gateway.errors import (
     ContractViolation,
     InvalidContract,
@@ -46,15 +51,31 @@ class ReceivedMessage:
     """The version the sender used, when the payload was upgraded to a pinned one."""
 
 
+def _never_seen(_message_id: str) -> bool:
+    return False
+
+
 class Receiver:
     def __init__(
-        self, *, participant: str, config: GatewayConfig, catalog: ContractCatalog, keys: KeyStore
+        self,
+        *,
+        participant: str,
+        config: GatewayConfig,
+        catalog: ContractCatalog,
+        keys: KeyStore,
+        already_settled: Callable[[str], bool] = _never_seen,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._participant = participant
         self._config = config
         self._catalog = catalog
         self._keys = keys
-        self._private = keys.private(participant)
+        self._opener = Opener(
+            keys.private(participant).decryption, cache_size=config.crypto.cek_cache_size
+        )
+        self._already_settled = already_settled
+        self._clock = clock
+        self._views = ConsumerViews()
         local = config.local(participant)
         self._pins = {
             contract_id: catalog.resolve(f"{contract_id}@{version}").version
@@ -64,14 +85,42 @@ class Receiver:
     def receive(self, record: InboundRecord) -> ReceivedMessage:
         # 1-6. Decrypt, verify the signature with the named sender's key, and
         #      check the signed recipient (gateway.crypto.envelope).
-        opened = open_envelope(
-            record.value,
-            recipient=self._participant,
-            keys=self._private,
-            verify_key=self._verify_key,
+        opened = self._opener.open(
+            record.value, recipient=self._participant, verify_key=self._verify_key
         )
         b = opened.binding
-        # 7. Headers are routing hints; they must agree with what was signed.
+        self._check_routing(record, b)
+        # 7. The signing key was valid when the message was issued.
+        self._check_key(opened)
+        # 8. Freshness: not from the future (beyond clock skew), not expired.
+        self._check_time(b)
+        # 9. Not a replay of a message this participant already settled.
+        if self._already_settled(b.message_id):
+            raise VerificationError(
+                RejectReason.REPLAYED, f"message {b.message_id} was already delivered"
+            )
+        # 10. The contract version exists and entitles both ends.
+        contract = self._contract(b)
+        # 11. Validate again, against what this recipient may receive.
+        document = self._validate(contract, opened.payload)
+        message = ReceivedMessage(
+            b.message_id,
+            b.sender,
+            b.recipient,
+            b.contract,
+            b.version,
+            b.issued_at,
+            opened.payload,
+            record.header("ce_correlationid"),
+        )
+        # 12. A consumer pinned to a later version gets the payload upgraded to it.
+        pinned = self._pins.get(b.contract)
+        if pinned is None or pinned <= contract.version:
+            return message
+        return self._upgraded(message, document, str(pinned))
+
+    def _check_routing(self, record: InboundRecord, b: Binding) -> None:
+        """Headers are routing hints; they must agree with what was signed."""
         expected = {
             "ce_id": b.message_id,
             "ce_source": b.sender,
@@ -86,7 +135,24 @@ class Receiver:
                 )
         if record.topic != self._config.inbox_topic(self._participant):
             raise VerificationError(RejectReason.RECIPIENT_MISMATCH, "read from a foreign inbox")
-        # 8. The contract version exists and entitles both ends.
+
+    @staticmethod
+    def _check_key(opened: Opened) -> None:
+        opened.verify_key.check_issued_at(opened.binding.issued_at)
+
+    def _check_time(self, b: Binding) -> None:
+        now, delivery = self._clock(), self._config.delivery
+        if b.issued_at > now + delivery.max_clock_skew_s:
+            raise VerificationError(
+                RejectReason.ISSUED_IN_FUTURE, f"issued {b.issued_at - now:.0f} s in the future"
+            )
+        if b.issued_at < now - delivery.max_age_s:
+            raise VerificationError(
+                RejectReason.EXPIRED,
+                f"issued {now - b.issued_at:.0f} s ago, older than {delivery.max_age_s:.0f} s",
+            )
+
+    def _contract(self, b: Binding) -> ContractVersion:
         try:
             contract = self._catalog.resolve(f"{b.contract}@{b.version}")
         except UnknownContract as exc:
@@ -101,34 +167,32 @@ class Receiver:
                 RejectReason.RECIPIENT_NOT_CONSUMER,
                 f"'{b.recipient}' is not a consumer of {contract.ref}",
             )
-        # 9. Validate again: the receiver trusts its own contract copy, not the sender.
+        return contract
+
+    def _validate(self, contract: ContractVersion, payload: bytes) -> Any:
+        """The receiver trusts its own contract copy, not the sender, and checks the
+        consumer view when the contract limits the fields this recipient receives."""
         http = self._config.http
         try:
             document = parse_json(
-                opened.payload, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
+                payload, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
             )
-            contract.validate(document)
+            self._views.validator(contract, self._participant).validate(document, contract.ref)
         except (MalformedJSON, PayloadTooLarge, ContractViolation) as exc:
             raise VerificationError(RejectReason.CONTRACT_VIOLATION, exc.detail) from exc
-        message = ReceivedMessage(
-            b.message_id,
-            b.sender,
-            b.recipient,
-            b.contract,
-            b.version,
-            b.issued_at,
-            opened.payload,
-            record.header("ce_correlationid"),
-        )
-        # 10. A consumer pinned to a later version gets the payload upgraded to it.
-        pinned = self._pins.get(b.contract)
-        if pinned is None or pinned <= contract.version:
-            return message
-        return self._upgraded(message, document, str(pinned))
+        return document
 
     def _upgraded(self, message: ReceivedMessage, document: Any, pinned: str) -> ReceivedMessage:
         try:
-            upgraded = upgrade(self._catalog, message.contract, message.version, pinned, document)
+            upgraded = upgrade(
+                self._catalog,
+                message.contract,
+                message.version,
+                pinned,
+                document,
+                views=self._views,
+                recipient=self._participant,
+            )
         except InvalidContract as exc:
             raise VerificationError(RejectReason.MIGRATION_FAILED, exc.detail) from exc
         payload = json.dumps(upgraded, ensure_ascii=False, separators=(",", ":")).encode()

@@ -11,16 +11,19 @@ only an audit record.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.audit import AuditLog, digest
 from gateway.cloudevents import event_headers
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog, ContractVersion
-from gateway.crypto.envelope import Binding, seal
+from gateway.contracts.views import ConsumerViews
+from gateway.crypto.envelope import Binding, Sealer
 from gateway.crypto.keys import KeyStore
 from gateway.errors import (
     ContractViolation,
@@ -71,12 +74,15 @@ class Router:
         self._publisher = publisher
         self._audit = audit
         self._clock = clock
+        crypto = config.crypto
+        self._sealer = Sealer(reuse_messages=crypto.cek_reuse_messages, reuse_s=crypto.cek_reuse_s)
+        self._views = ConsumerViews()
 
     async def publish(self, request: PublishRequest) -> Accepted:
         message_id = new_message_id()
         try:
-            contract, recipients = self._admit(request)
-            records = self._envelopes(message_id, request, contract, recipients)
+            contract, payload, recipients = self._admit(request)
+            records = self._envelopes(message_id, request, contract, payload, recipients)
             await self._publisher.publish(records)
         except GatewayError as exc:
             self._refused(message_id, request, exc)
@@ -92,7 +98,7 @@ class Router:
         )
         return Accepted(message_id, contract.ref, recipients)
 
-    def _admit(self, request: PublishRequest) -> tuple[ContractVersion, tuple[str, ...]]:
+    def _admit(self, request: PublishRequest) -> tuple[ContractVersion, Any, tuple[str, ...]]:
         # 1. The contract exists and the sender is one of its producers.
         contract = self._catalog.resolve(request.contract)
         if request.sender not in contract.producers:
@@ -104,7 +110,7 @@ class Router:
         )
         contract.validate(payload)
         # 3. Every recipient is an entitled consumer whose keys this node knows.
-        return contract, self._recipients(contract, request.to)
+        return contract, payload, self._recipients(contract, request.to)
 
     def _recipients(self, contract: ContractVersion, to: Sequence[str]) -> tuple[str, ...]:
         wanted = tuple(dict.fromkeys(to)) or tuple(sorted(contract.consumers))
@@ -120,6 +126,7 @@ class Router:
         message_id: str,
         request: PublishRequest,
         contract: ContractVersion,
+        payload: Any,
         recipients: tuple[str, ...],
     ) -> list[OutboundRecord]:
         now = self._clock()
@@ -133,7 +140,10 @@ class Router:
             binding = Binding(
                 message_id, request.sender, recipient, contract.id, str(contract.version), int(now)
             )
-            value = seal(request.body, binding, signer=signer, recipient_key=public.encryption[0])
+            body = self._body_for(contract, recipient, payload, request.body)
+            value = self._sealer.seal(
+                body, binding, signer=signer, recipient_key=public.encryption[0]
+            )
             headers = event_headers(
                 message_id=message_id,
                 sender=request.sender,
@@ -146,6 +156,19 @@ class Router:
             )
             records.append(OutboundRecord(self._config.inbox_topic(recipient), key, value, headers))
         return records
+
+    def _body_for(
+        self, contract: ContractVersion, recipient: str, payload: Any, body: bytes
+    ) -> bytes:
+        """The exact published bytes, or the projection this recipient may receive.
+
+        A projection is checked against the recipient's consumer view before it is
+        signed: the sender never signs what the recipient would refuse."""
+        projected = self._views.project(contract, recipient, payload)
+        if projected is None:
+            return body
+        self._views.validator(contract, recipient).validate(projected, contract.ref)
+        return json.dumps(projected, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _refused(self, message_id: str, request: PublishRequest, exc: GatewayError) -> None:
         fields: dict[str, object] = {}

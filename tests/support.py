@@ -13,13 +13,15 @@ from gateway.api.auth import new_token
 from gateway.cloudevents import event_headers
 from gateway.config import GatewayConfig, HttpConfig, KafkaConfig, LocalParticipant
 from gateway.crypto.envelope import Binding, seal
-from gateway.crypto.keys import PrivateKeys, write_participant_keys
+from gateway.crypto.jwk import SignKey
+from gateway.crypto.keys import PrivateKeys, write_keys
 from gateway.ids import new_message_id
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = ROOT / "contracts"
 PARTICIPANTS = ("minhealth", "socialtreasury", "acme-analytics", "metro-medical")
 REFERRAL = "health.patient-referral"
+SECRET = b"test passphrase, not a secret"
 
 
 @dataclass
@@ -37,9 +39,11 @@ class Federation:
         fed = cls(root)
         # A copy: registering a contract version over HTTP writes into the directory.
         shutil.copytree(CONTRACTS, root / "contracts")
+        (root / "passphrase").write_text(SECRET.decode())
+        (root / "passphrase").chmod(0o600)
         for participant in PARTICIPANTS:
             fed.keys[participant] = PrivateKeys.generate()
-            write_participant_keys(root / "keys", participant, fed.keys[participant])
+            write_keys(root / "keys", participant, fed.keys[participant], SECRET)
             fed.tokens[participant], fed.digests[participant] = new_token()
         return fed
 
@@ -66,6 +70,8 @@ class Federation:
             contracts_dir=self.root / "contracts",
             keys_dir=self.root / "keys",
             audit_path=self.root / f"{node_id}.audit.jsonl",
+            key_passphrase_file=self.root / "passphrase",
+            state_dir=self.root / f"{node_id}.state",
             participants=tuple(
                 LocalParticipant(
                     id=p,
@@ -86,23 +92,28 @@ class Federation:
         payload: bytes,
         contract: str = REFERRAL,
         version: str = "1.0.0",
+        sender: str = "minhealth",
+        signer: SignKey | None = None,
+        issued_at: int | None = None,
+        message_id: str | None = None,
     ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
-        """A minhealth envelope (a referral unless told) as the gateway would produce it.
+        """An envelope (a minhealth referral unless told) as the gateway would produce it.
 
         ``sealed_for`` is the recipient the signature binds; ``encrypted_to``
         whose key it is encrypted to (they differ only in forgery tests).
         """
-        message_id = new_message_id()
-        binding = Binding(message_id, "minhealth", sealed_for, contract, version, int(time.time()))
+        message_id = message_id or new_message_id()
+        issued = int(time.time()) if issued_at is None else issued_at
+        binding = Binding(message_id, sender, sealed_for, contract, version, issued)
         value = seal(
             payload,
             binding,
-            signer=self.keys["minhealth"].signing,
+            signer=signer or self.keys[sender].signing,
             recipient_key=self.keys[encrypted_to].public().encryption[0],
         )
         headers = event_headers(
             message_id=message_id,
-            sender="minhealth",
+            sender=sender,
             recipient=sealed_for,
             contract=contract,
             dataschema="urn:x",

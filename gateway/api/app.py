@@ -25,6 +25,7 @@ from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.receiving import Receiver
+from gateway.replay import SeenStore
 from gateway.routing import Router
 from gateway.transport import Publisher, Transport
 
@@ -42,6 +43,8 @@ class NodeParts:
     keys: KeyStore
     audit: AuditLog
     transport: Transport
+    seen: SeenStore
+    """Message ids each hosted participant acknowledged (replay defence)."""
 
 
 def create_app(parts: NodeParts) -> web.Application:
@@ -117,6 +120,12 @@ def _start_inbox(
     app: web.Application, parts: NodeParts, participant: str, publisher: Publisher
 ) -> asyncio.Task[None]:
     config = parts.config
+    inboxes = app[INBOXES]
+
+    def already_settled(message_id: str) -> bool:
+        """Replay defence: acknowledged within the window, or held right now."""
+        return parts.seen.seen(participant, message_id) or inboxes[participant].holds(message_id)
+
     inbox = Inbox(
         participant=participant,
         config=config,
@@ -124,10 +133,15 @@ def _start_inbox(
             topic=config.inbox_topic(participant), group_id=f"{config.prefix}inbox.{participant}"
         ),
         receiver=Receiver(
-            participant=participant, config=config, catalog=parts.catalog, keys=parts.keys
+            participant=participant,
+            config=config,
+            catalog=parts.catalog,
+            keys=parts.keys,
+            already_settled=already_settled,
         ),
         publisher=publisher,
         audit=parts.audit,
+        seen=parts.seen,
     )
     app[INBOXES][participant] = inbox
     readiness = app[READINESS]

@@ -19,7 +19,7 @@ from gateway.delivery import Inbox
 from gateway.receiving import Receiver
 from gateway.transport import OutboundRecord
 from tests.fakes import MemoryBroker, MemorySource, MemoryTransport
-from tests.support import CONTRACTS, Federation, referral
+from tests.support import CONTRACTS, SECRET, Federation, referral
 
 ME = "socialtreasury"
 
@@ -60,7 +60,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     fed = Federation.create(tmp_path)
     config = dataclasses.replace(fed.config((ME,)), delivery=DeliveryConfig(max_in_flight=3))
     transport = MemoryTransport()
-    keys = KeyStore.load(config.keys_dir, hosted={ME})
+    keys = KeyStore.load(config.keys_dir, hosted={ME}, secret=SECRET)
     publisher = transport.publisher()
     audit = AuditLog(node_id="n", path=tmp_path / "audit.jsonl")
     inbox = Inbox(

@@ -15,7 +15,7 @@ from gateway.crypto.keys import KeyStore
 from gateway.errors import ConfigError, RejectReason, UnknownContract, VerificationError
 from gateway.receiving import Receiver
 from gateway.transport import InboundRecord
-from tests.support import REFERRAL, Federation, referral
+from tests.support import REFERRAL, SECRET, Federation, referral
 
 ME = "socialtreasury"
 
@@ -52,7 +52,7 @@ def fed(tmp_path: Path) -> Federation:
 
 def receiver(fed: Federation, pins: dict[str, str]) -> Receiver:
     config = fed.config((ME,), pinned={ME: pins})
-    keys = KeyStore.load(config.keys_dir, hosted={ME})
+    keys = KeyStore.load(config.keys_dir, hosted={ME}, secret=SECRET)
     return Receiver(
         participant=ME, config=config, catalog=load_catalog(config.contracts_dir), keys=keys
     )
