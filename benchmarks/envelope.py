@@ -32,16 +32,15 @@ import argparse
 import gc
 import itertools
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+import harness  # benchmarks/ is sys.path[0] when run as a script
+from harness import Timing, pin_one_core
 
 from gateway.crypto.envelope import Binding, Opener, Sealer, open_envelope, seal
 from gateway.crypto.jwk import Suite, VerifyKey
@@ -56,17 +55,6 @@ REUSE_MESSAGES = 1000
 REUSE_S = 60.0
 POOL = 64
 NAMES = ("bob", "carol", "dave")
-
-
-@dataclass
-class Timing:
-    """Microseconds per operation: the median and the spread of the timed runs."""
-
-    median_us: float
-    min_us: float
-    max_us: float
-    per_second: float
-    loops: int
 
 
 @dataclass
@@ -183,44 +171,10 @@ def bench(config: tuple[Suite, int, int, str], *, seconds: float, repeat: int) -
     return row
 
 
-def pin_one_core() -> str:
-    """Run on the core the process is on now; report which, or why not."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity)"
-    cpu = sorted(os.sched_getaffinity(0))[0]
-    os.sched_setaffinity(0, {cpu})
-    return f"pinned to CPU {cpu}"
-
-
-def cpu_model() -> str | None:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    return next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-        None,
-    )
-
-
 def machine() -> dict[str, Any]:
     from cryptography.hazmat.backends.openssl.backend import backend  # noqa: PLC0415
 
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "openssl": backend.openssl_version_text(),
-        "packages": versions,
-    }
+    return {**harness.machine(PACKAGES), "openssl": backend.openssl_version_text()}
 
 
 def _cell(timing: Timing | None) -> str:

@@ -30,18 +30,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import harness  # benchmarks/ is sys.path[0] when run as a script
 import yaml
+from harness import Timing, pin_one_core
 from jsonschema import Draft202012Validator
 
 from gateway.contracts.validation import PayloadValidator
@@ -73,17 +72,6 @@ class Contract:
     schema: Any
     valid: tuple[Any, ...]
     invalid: tuple[Any, ...]
-
-
-@dataclass
-class Timing:
-    """Microseconds per validation: the median and the spread of the timed runs."""
-
-    median_us: float
-    min_us: float
-    max_us: float
-    per_second: float
-    loops: int
 
 
 @dataclass
@@ -207,29 +195,8 @@ def bench_contract(contract: Contract, seconds: float, repeat: int) -> Row:
     return row
 
 
-def pin_one_core() -> str:
-    """Run on the core the process is on now; report which, or why not."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity)"
-    cpu = sorted(os.sched_getaffinity(0))[0]
-    os.sched_setaffinity(0, {cpu})
-    return f"pinned to CPU {cpu}"
-
-
 def machine() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "packages": versions,
-    }
+    return harness.machine(PACKAGES)
 
 
 def _speedup(row: dict[str, Timing], base: str, other: str) -> str:
