@@ -39,7 +39,11 @@ from gateway.logs import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Interagency data-exchange gateway: contract-checked, signed and encrypted "
+        "message exchange over Kafka.",
+    )
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
