@@ -281,6 +281,15 @@ def _from_text(hint: Any, text: str) -> Any:
 
 
 def _check(config: GatewayConfig) -> None:
+    _check_participants(config)
+    _check_limits(config)
+    if not 0 <= config.http.port <= 65535:
+        raise ConfigError("http.port: must be between 0 and 65535")
+    if not re.fullmatch(r"[A-Za-z0-9._-]*", config.prefix):
+        raise ConfigError("prefix: only letters, digits, '.', '_' and '-' are allowed")
+
+
+def _check_participants(config: GatewayConfig) -> None:
     seen: set[str] = set()
     for participant in config.participants:
         if not PARTICIPANT_ID.fullmatch(participant.id):
@@ -293,6 +302,9 @@ def _check(config: GatewayConfig) -> None:
                 raise ConfigError(
                     f"participants.{participant.id}.token_sha256: expected 64 hex digits"
                 )
+
+
+def _check_limits(config: GatewayConfig) -> None:
     positive = {
         "http.max_body_bytes": config.http.max_body_bytes,
         "http.max_json_depth": config.http.max_json_depth,
@@ -307,7 +319,11 @@ def _check(config: GatewayConfig) -> None:
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN
             raise ConfigError(f"{key}: must be greater than zero")
-    if not 0 <= config.http.port <= 65535:
-        raise ConfigError("http.port: must be between 0 and 65535")
-    if not re.fullmatch(r"[A-Za-z0-9._-]*", config.prefix):
-        raise ConfigError("prefix: only letters, digits, '.', '_' and '-' are allowed")
+    not_negative = {
+        "delivery.max_clock_skew_s": config.delivery.max_clock_skew_s,
+        "crypto.cek_reuse_s": config.crypto.cek_reuse_s,
+        "crypto.cek_cache_size": config.crypto.cek_cache_size,
+    }
+    for key, number in not_negative.items():
+        if not number >= 0:  # also refuses NaN
+            raise ConfigError(f"{key}: must not be negative")

@@ -272,6 +272,9 @@ def test_malformed_token_digest(tmp_path: Path, digest: str) -> None:
         "kafka.publish_timeout_s",
         "kafka.topic_partitions",
         "delivery.max_in_flight",
+        "delivery.max_age_s",
+        "delivery.replay_max_entries",
+        "crypto.cek_reuse_messages",
     ],
 )
 @pytest.mark.parametrize("number", [0, -1])
@@ -280,6 +283,18 @@ def test_non_positive_limits(tmp_path: Path, key: str, number: int) -> None:
     path = write_config(tmp_path, f"{section}:\n  {name}: {number}\n")
 
     assert config_error(path) == f"{key}: must be greater than zero"
+
+
+@pytest.mark.parametrize(
+    "key", ["delivery.max_clock_skew_s", "crypto.cek_reuse_s", "crypto.cek_cache_size"]
+)
+def test_negative_bounds_are_refused_and_zero_is_allowed(tmp_path: Path, key: str) -> None:
+    section, name = key.split(".")
+    path = write_config(tmp_path, f"{section}:\n  {name}: -1\n")
+    assert config_error(path) == f"{key}: must not be negative"
+    zero = write_config(tmp_path, f"{section}:\n  {name}: 0\n")
+    loaded = load_config(zero, environ={})
+    assert getattr(getattr(loaded, section), name) == 0
 
 
 def test_nan_limit_is_refused(tmp_path: Path) -> None:
