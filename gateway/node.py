@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from aiohttp import web
 from gateway.api.app import NodeParts, create_app
 from gateway.api.keys import READINESS
 from gateway.audit import AuditLog
+from gateway.audit.keys import copy_to_log, load_or_create
 from gateway.config import GatewayConfig
 from gateway.contracts import load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
@@ -65,15 +68,62 @@ async def running_node(
     hosted = frozenset(p.id for p in config.participants)
     if config.state_dir is not None:
         config.state_dir.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(node_id=config.node_id, path=config.audit_path)
+    needs_secret = bool(hosted) or config.audit.dir is not None
+    secret = passphrase(os.environ, config.key_passphrase_file) if needs_secret else None
+    keys = KeyStore.load(config.keys_dir, hosted=hosted, secret=secret)
+    audit = open_audit(config, secret)
+    try:
+        async with _serving(config, keys, audit, transport) as node:
+            yield node
+    finally:
+        audit.record("node.stopped")
+        audit.close()
+
+
+def open_audit(config: GatewayConfig, secret: bytes | None) -> AuditLog:
+    """The node's audit log, its key created on first start; records config.loaded."""
+    if config.audit.dir is None:
+        audit = AuditLog(node_id=config.node_id)
+        created = None
+    else:
+        assert secret is not None
+        signer, fresh = load_or_create(config.keys_dir, config.node_id, secret)
+        copy_to_log(config.audit.dir, config.node_id, signer)
+        audit = AuditLog(
+            node_id=config.node_id,
+            directory=config.audit.dir,
+            signer=signer,
+            settings=config.audit,
+        )
+        created = signer.kid if fresh else None
+    if created is not None:
+        audit.record("key.generated", owner=config.node_id, purpose="audit", kids=[created])
+    audit.record(
+        "config.loaded",
+        config_sha256=config_digest(config),
+        participants=sorted(p.id for p in config.participants),
+        auditors=sorted(a.id for a in config.auditors),
+        audit_dir=str(config.audit.dir) if config.audit.dir else None,
+        kafka=config.kafka.bootstrap or "embedded",
+    )
+    return audit
+
+
+def config_digest(config: GatewayConfig) -> str:
+    """SHA-256 of the effective configuration (token digests included, no secrets)."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    config: GatewayConfig, keys: KeyStore, audit: AuditLog, transport: Transport | None
+) -> AsyncIterator[RunningNode]:
+    hosted = frozenset(p.id for p in config.participants)
     parts = NodeParts(
         config=config,
         catalog=load_catalog(config.contracts_dir),
-        keys=KeyStore.load(
-            config.keys_dir,
-            hosted=hosted,
-            secret=passphrase(os.environ, config.key_passphrase_file) if hosted else None,
-        ),
+        keys=keys,
         audit=audit,
         transport=transport or KafkaTransport(config.kafka),
         seen=SeenStore(
@@ -97,9 +147,23 @@ async def running_node(
         port = runner.addresses[0][1]
         node = RunningNode(f"http://{config.http.host}:{port}", runner.app)
         audit.record("node.started", participants=sorted(hosted), url=node.url)
-        yield node
+        signing = asyncio.create_task(_sign_heads(audit, config), name="audit:heads")
+        try:
+            yield node
+        finally:
+            signing.cancel()
+            await asyncio.gather(signing, return_exceptions=True)
     finally:
         await runner.cleanup()
         parts.seen.close()
-        audit.record("node.stopped")
-        audit.close()
+
+
+async def _sign_heads(audit: AuditLog, config: GatewayConfig) -> None:
+    """Sign a tree head whenever records wait longer than the head interval."""
+    tick = min(config.audit.head_interval_s, 1.0)
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            audit.sign_head_if_due()
+        except OSError as exc:  # a full disk must not stop the node's other work
+            log.error("audit_head_failed", error=str(exc))

@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.api.auth import new_token
+from gateway.audit.store import records
 from gateway.cloudevents import event_headers
-from gateway.config import GatewayConfig, HttpConfig, KafkaConfig, LocalParticipant
+from gateway.config import (
+    AuditConfig,
+    GatewayConfig,
+    HttpConfig,
+    KafkaConfig,
+    LocalParticipant,
+)
 from gateway.crypto.envelope import Binding, seal
 from gateway.crypto.jwk import SignKey
 from gateway.crypto.keys import PrivateKeys, write_keys
@@ -69,7 +76,7 @@ class Federation:
             prefix=self.prefix,
             contracts_dir=self.root / "contracts",
             keys_dir=self.root / "keys",
-            audit_path=self.root / f"{node_id}.audit.jsonl",
+            audit=AuditConfig(dir=self.root / f"{node_id}.audit", topic=False),
             key_passphrase_file=self.root / "passphrase",
             state_dir=self.root / f"{node_id}.state",
             participants=tuple(
@@ -83,6 +90,10 @@ class Federation:
             kafka=KafkaConfig(bootstrap=bootstrap, **timings),
             http=HttpConfig(host="127.0.0.1", port=0, max_inbox_wait_s=10.0),
         )
+
+    def audit(self, node_id: str) -> list[dict[str, Any]]:
+        """The records of a node's audit log, oldest first."""
+        return [record for _, record in records(self.root / f"{node_id}.audit")]
 
     def envelope(
         self,

@@ -145,7 +145,7 @@ def sign_compact(header: Mapping[str, Any], payload: bytes, key: SignKey) -> byt
     return signing_input + b"." + b64u_encode(signature)
 
 
-def _verify_signature(key: VerifyKey, signature: bytes, signing_input: bytes) -> None:
+def verify_signature(key: VerifyKey, signature: bytes, signing_input: bytes) -> None:
     if isinstance(key.key, Ed25519PublicKey):
         key.key.verify(signature, signing_input)
         return
@@ -361,7 +361,7 @@ def _verify(jws: bytes, recipient: str, verify_key: VerifyKeyLookup) -> Opened:
         raise _reject(RejectReason.FORBIDDEN_HEADER, "alg does not match the signing key")
     try:
         payload = b64u_decode(parts[1])
-        _verify_signature(key, b64u_decode(parts[2]), parts[0] + b"." + parts[1])
+        verify_signature(key, b64u_decode(parts[2]), parts[0] + b"." + parts[1])
     except (ValueError, InvalidSignature) as exc:
         raise _reject(RejectReason.SIGNATURE_INVALID, "signature does not verify") from exc
     # 6. The signed recipient must be the one opening it (no re-addressing).

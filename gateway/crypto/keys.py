@@ -143,7 +143,7 @@ def passphrase(environ: Mapping[str, str], file: Path | None) -> bytes:
     )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step; the new file is mode 0600 from birth
     (whatever the umask, and whatever the mode of the file it replaces)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -159,19 +159,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def _write_private(path: Path, key: Any, secret: bytes) -> None:
+def write_private(path: Path, key: Any, secret: bytes) -> None:
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(secret))
-    _write_atomically(path, pem)
+    write_atomically(path, pem)
 
 
 def write_public(path: Path, public: PublicKeys, participant: str) -> None:
     """Replace a public key set file in one step (readable by everyone: it is public)."""
     text = json.dumps(public.to_jwks(participant), indent=2) + "\n"
-    _write_atomically(path, text.encode())
+    write_atomically(path, text.encode())
     path.chmod(0o644)
 
 
-def _read_private(path: Path, secret: bytes) -> Any:
+def read_private(path: Path, secret: bytes) -> Any:
     try:
         if path.stat().st_mode & 0o077:
             raise KeyStoreError(f"{path} is readable by other users; run: chmod 600 {path}")
@@ -195,9 +195,9 @@ def write_keys(directory: Path, participant: str, keys: PrivateKeys, secret: byt
     directory.mkdir(parents=True, exist_ok=True)
     current, *older = keys.decryption
     for key in older:
-        _write_private(directory / f"{participant}.enc.{key.kid}.pem", key.key, secret)
-    _write_private(directory / f"{participant}.sig.pem", keys.signing.key, secret)
-    _write_private(directory / f"{participant}.enc.pem", current.key, secret)
+        write_private(directory / f"{participant}.enc.{key.kid}.pem", key.key, secret)
+    write_private(directory / f"{participant}.sig.pem", keys.signing.key, secret)
+    write_private(directory / f"{participant}.enc.pem", current.key, secret)
     write_public(directory / f"{participant}.public.jwks.json", keys.public(), participant)
 
 
@@ -215,7 +215,7 @@ def read_public(path: Path) -> PublicKeys:
 def read_keys(directory: Path, participant: str, secret: bytes) -> PrivateKeys:
     """A hosted participant's private keys, checked against its public key set."""
     public = read_public(directory / f"{participant}.public.jwks.json")
-    sign = _read_private(directory / f"{participant}.sig.pem", secret)
+    sign = read_private(directory / f"{participant}.sig.pem", secret)
     if not isinstance(sign, Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyStoreError(f"{participant}.sig.pem is not an Ed25519 or P-256 key")
     current = DecryptKey.of(_agreement(directory / f"{participant}.enc.pem", secret))
@@ -254,7 +254,7 @@ def _retired(path: Path, secret: bytes) -> DecryptKey:
 
 
 def _agreement(path: Path, secret: bytes) -> X25519PrivateKey | ec.EllipticCurvePrivateKey:
-    key = _read_private(path, secret)
+    key = read_private(path, secret)
     if not isinstance(key, X25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyStoreError(f"{path.name} is not an X25519 or P-256 key")
     return key

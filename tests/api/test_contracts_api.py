@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 from typing import Any
 
 import pytest
@@ -92,10 +91,7 @@ async def test_the_owner_registers_a_compatible_version(gateway: Gateway) -> Non
     # Registering the identical document again is harmless.
     status, body = await post(gateway, document)
     assert (status, body["registered"]) == (200, False)
-    events = [
-        json.loads(line)["event"]
-        for line in (gateway.fed.root / "node-1.audit.jsonl").read_text().splitlines()
-    ]
+    events = [record["event"] for record in gateway.fed.audit("node-1")]
     assert events.count("contract.registered") == 1
 
 

@@ -20,8 +20,7 @@ def inbox_records(gw: Gateway, participant: str) -> int:
 
 
 def audit_events(gw: Gateway) -> list[dict[str, Any]]:
-    path = gw.fed.root / "node-1.audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return gw.fed.audit("node-1")
 
 
 async def test_publish_answers_202_and_writes_one_record_per_consumer(gateway: Gateway) -> None:

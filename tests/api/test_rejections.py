@@ -51,8 +51,7 @@ class Setup:
         return [dict(r.headers)["gw_reason"].decode() for r in records]
 
     def audit(self) -> list[dict[str, Any]]:
-        path = self.fed.root / "node-1.audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        return self.fed.audit("node-1")
 
     async def pull(self, wait: float = 0.5) -> list[dict[str, Any]]:
         async with self.http.get(

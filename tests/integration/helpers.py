@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.audit.store import records
 from gateway.config import GatewayConfig
 from gateway.node import RunningNode, running_node
 from tests.support import REFERRAL, Federation
@@ -73,5 +73,4 @@ async def ack(
 
 
 def audit(fed: Federation, node_id: str) -> list[dict[str, Any]]:
-    path = fed.root / f"{node_id}.audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [record for _, record in records(fed.root / f"{node_id}.audit")]

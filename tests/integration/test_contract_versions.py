@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.audit.store import records
 from gateway.contracts import load_catalog
 from tests.integration.conftest import read_topic
 from tests.integration.helpers import ack, node, pull
@@ -54,9 +54,7 @@ async def test_a_pinned_consumer_gets_older_messages_upgraded(
     # The record itself names the exact version it was published under.
     [(_, headers)] = await read_topic(bootstrap, f"{fed.prefix}inbox.socialtreasury")
     assert headers["ce_dataschema"] == f"urn:gateway:contract:{REFERRAL}@1.0.0".encode()
-    audit = [
-        json.loads(line) for line in (fed.root / "node-b.audit.jsonl").read_text().splitlines()
-    ]
+    audit = [record for _, record in records(fed.root / "node-b.audit")]
     delivered = [
         e for e in audit if e["event"] == "message.delivered" and e["recipient"] == "socialtreasury"
     ]

@@ -55,7 +55,7 @@ def test_defaults_without_file_or_environment() -> None:
     assert config.kafka.bootstrap == ""
     assert config.kafka.create_topics is True
     assert config.participants == ()
-    assert config.audit_path is None
+    assert config.audit.dir is None
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -107,7 +107,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         f"""
 contracts_dir: contracts
 keys_dir: ../keys
-audit_path: audit/events.jsonl
+audit:
+  dir: audit
 broker_bin: {absolute}
 """,
     )
@@ -116,7 +117,7 @@ broker_bin: {absolute}
 
     assert config.contracts_dir == folder / "contracts"
     assert config.keys_dir == folder / "../keys"
-    assert config.audit_path == folder / "audit" / "events.jsonl"
+    assert config.audit.dir == folder / "audit"
     assert config.broker_bin == absolute
 
 
@@ -141,9 +142,9 @@ def test_relative_path_without_file_resolves_against_working_directory(
 
 
 def test_null_optional_path_stays_none(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, "audit_path: null\n"), environ={})
+    config = load_config(write_config(tmp_path, "audit:\n  dir: null\n"), environ={})
 
-    assert config.audit_path is None
+    assert config.audit.dir is None
 
 
 # -- environment -------------------------------------------------------------

@@ -62,7 +62,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     transport = MemoryTransport()
     keys = KeyStore.load(config.keys_dir, hosted={ME}, secret=SECRET)
     publisher = transport.publisher()
-    audit = AuditLog(node_id="n", path=tmp_path / "audit.jsonl")
+    audit = AuditLog(node_id="n")
     inbox = Inbox(
         participant=ME,
         config=config,

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.crypto.encoding import b64u_decode, b64u_encode, compact_json
-from gateway.crypto.envelope import _verify_signature, agree, sign_compact
+from gateway.crypto.envelope import agree, sign_compact, verify_signature
 from gateway.crypto.jwk import (
     EncryptKey,
     SignKey,
@@ -125,7 +125,7 @@ def test_a5_validation_with_the_public_key() -> None:
     key = VerifyKey.from_jwk(A2_PUBLIC_JWK)
     header, payload, signature = A4_JWS.split(b".")
 
-    _verify_signature(key, b64u_decode(signature), header + b"." + payload)
+    verify_signature(key, b64u_decode(signature), header + b"." + payload)
 
     assert b64u_decode(payload) == A4_PAYLOAD
     assert b64u_decode(header) == compact_json(A4_HEADER)
@@ -140,7 +140,7 @@ def test_a5_validation_fails_for_any_changed_part(part: int) -> None:
     parts[part] = b64u_encode(bytes(changed))
 
     with pytest.raises(InvalidSignature):
-        _verify_signature(key, b64u_decode(parts[2]), parts[0] + b"." + parts[1])
+        verify_signature(key, b64u_decode(parts[2]), parts[0] + b"." + parts[1])
 
 
 # -- A.6: ECDH-ES with X25519 ------------------------------------------------------

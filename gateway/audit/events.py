@@ -1,0 +1,104 @@
+"""The audit event catalogue: every event name the gateway writes, and what it means.
+
+Names and fields are a public interface (SIEM rules match on them), so they
+live in one table: :class:`~gateway.audit.log.AuditLog` refuses a name that is
+not here, and ``gateway audit events`` prints the table. Every record also
+carries ``seq``, ``prev``, ``event``, ``node`` and ``time``; message events
+carry ``message_id``, ``contract`` (``id@version``), ``sender``, ``recipient``
+or ``recipients``, ``payload_sha256`` and ``payload_size``; ``outcome`` is
+added from this table. Records never carry payload plaintext, tokens or keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    outcome: str
+    meaning: str
+    fields: tuple[str, ...] = ()
+
+
+_MESSAGE = ("message_id", "contract", "sender", "payload_sha256", "payload_size")
+_RECEIVED = (*_MESSAGE, "recipient")
+_PARTICIPANT = ("participant", "by", "serial")
+
+EVENTS: dict[str, Event] = {
+    "message.accepted": Event(
+        "accepted",
+        "a publish was validated, sealed and is durable in Kafka",
+        (*_MESSAGE, "recipients"),
+    ),
+    "message.rejected": Event(
+        "rejected",
+        "a publish was refused and nothing was sent (reason; JSON pointers of violations)",
+        (*_MESSAGE, "reason", "pointers"),
+    ),
+    "message.delivered": Event(
+        "delivered", "a verified message was handed to its recipient", (*_RECEIVED, "mode")
+    ),
+    "message.acknowledged": Event(
+        "acknowledged", "the recipient acknowledged a message", _RECEIVED
+    ),
+    "message.retried": Event(
+        "retried", "a delivery attempt failed; it will be tried again", (*_RECEIVED, "attempt")
+    ),
+    "message.dead_lettered": Event(
+        "dead-lettered",
+        "an envelope was written to the dead-letter topic with its reason",
+        ("message_id", "recipient", "reason", "topic"),
+    ),
+    "message.replayed": Event(
+        "replayed", "a dead letter was put back into an inbox", ("message_id", "recipient", "by")
+    ),
+    "envelope.rejected": Event(
+        "rejected",
+        "a received envelope failed a check (key, signature, freshness, replay, contract)",
+        ("message_id", "recipient", "reason", "detail", "origin", "envelope_sha256"),
+    ),
+    "auth.failed": Event(
+        "denied", "a request carried no valid credential", ("reason", "method", "path", "remote")
+    ),
+    "access.denied": Event(
+        "denied",
+        "an authenticated caller asked for what its role does not allow",
+        ("principal", "reason", "method", "path"),
+    ),
+    "contract.registered": Event(
+        "registered",
+        "a new contract version was registered",
+        ("contract", "owner", "checked_against"),
+    ),
+    "participant.submitted": Event(
+        "submitted", "a participant file was submitted", ("participant", "sponsor")
+    ),
+    "participant.approved": Event(
+        "approved", "a sponsor approved a participant file", ("participant", "sponsor", "serial")
+    ),
+    "participant.suspended": Event("suspended", "a participant was suspended", _PARTICIPANT),
+    "participant.reinstated": Event("reinstated", "a participant was reinstated", _PARTICIPANT),
+    "participant.revoked": Event("revoked", "a participant was removed for good", _PARTICIPANT),
+    "key.generated": Event("generated", "new keys were created", ("owner", "purpose", "kids")),
+    "key.rotated": Event(
+        "rotated",
+        "keys were replaced; the old ones verify within the overlap",
+        ("owner", "kids", "retired", "overlap_s"),
+    ),
+    "key.revoked": Event(
+        "revoked", "a signing key was revoked from a time on", ("owner", "kid", "revoked_at")
+    ),
+    "config.loaded": Event(
+        "loaded",
+        "the node read its configuration",
+        ("config_sha256", "participants", "auditors", "audit_dir", "kafka"),
+    ),
+    "node.started": Event("started", "the node is serving", ("participants", "url")),
+    "node.stopped": Event("stopped", "the node shut down"),
+    "audit.recovered": Event(
+        "recovered",
+        "on start, the log dropped an unfinished last line that a crash left",
+        ("segment", "dropped_bytes", "dropped_sha256"),
+    ),
+}
