@@ -18,6 +18,7 @@ Durability: each record is written and flushed to the operating system before
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -63,24 +64,28 @@ def now_iso() -> str:
 
 
 class AuditLog:
-    """Appends audit records; with no directory, events go to the structured log only."""
+    """Appends audit records to its directory; with none, events go to the structured log
+    (the operational log then carries them, unprotected: for tests and trials only)."""
 
     def __init__(
         self,
         *,
         node_id: str,
         directory: Path | None = None,
-        signer: SignKey | None = None,
+        signer: SignKey | Callable[[], SignKey] | None = None,
         settings: AuditConfig | None = None,
     ) -> None:
+        """``signer`` may be a function: it is called once the log's lock is held, so
+        nothing (such as creating a key) happens while another process holds the log."""
         self._node = node_id
         self._dir = directory
-        self._signer = signer
+        self._signer: SignKey | None = None
         self._settings = settings or AuditConfig()
         self._lock = threading.Lock()
         self._stream = structlog.get_logger("gateway.audit")
         self._render = structlog.processors.JSONRenderer(sort_keys=True)
         self._listeners: list[Listener] = []
+        self._floors: list[Callable[[], int]] = []
         self._segment: IO[bytes] | None = None
         self._segment_start = 0
         self._segment_bytes = 0
@@ -91,13 +96,18 @@ class AuditLog:
         self._next_head = 0
         self._signed_size = 0
         self._signed_at = time.monotonic()
-        self._recovered: dict[str, Any] | None = None
+        self._recovered: list[dict[str, Any]] = []
         if directory is not None:
             if signer is None:
                 raise AuditError("an audit log on disk needs the node's audit key to sign heads")
-            self._open(directory)
-            if self._recovered is not None:
-                self.record("audit.recovered", **self._recovered)
+            try:
+                self._open(directory)
+                self._signer = signer if isinstance(signer, SignKey) else signer()
+            except BaseException:
+                self._release()
+                raise
+            for recovered in self._recovered:
+                self.record("audit.recovered", **recovered)
 
     # -- appending -----------------------------------------------------------
 
@@ -112,12 +122,17 @@ class AuditLog:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def record(self, event: str, **fields: Any) -> None:
+    def hold_from(self, floor: Callable[[], int]) -> None:
+        """Retention keeps every segment holding a seq at or above ``floor()`` (such as
+        records the audit topic has not acknowledged yet)."""
+        self._floors.append(floor)
+
+    def record(self, event: str, /, **fields: Any) -> None:
         """Append one audit event; refuses names outside the catalogue and secret fields."""
         spec = EVENTS.get(event)
         if spec is None:
             raise ValueError(f"'{event}' is not in the audit event catalogue")
-        leaked = FORBIDDEN_FIELDS & set(fields)
+        leaked = _leaked(fields)
         if leaked:
             raise ValueError(f"audit events never carry {sorted(leaked)}")
         clash = RESERVED_FIELDS & set(fields)
@@ -139,8 +154,7 @@ class AuditLog:
             entry["seq"] = self._tree.size
             entry["prev"] = self._prev
             line = str(self._render(None, "", entry)).encode()
-            self._segment.write(line + b"\n")
-            self._segment.flush()
+            _append(self._segment, line + b"\n", self._segment_bytes)
             leaf = leaf_hash(line)
             self._tree.append(leaf)
             self._prev = leaf.hex()
@@ -151,7 +165,6 @@ class AuditLog:
                 self._rotate()
             elif self._tree.size - self._signed_size >= self._settings.head_every_records:
                 self._sign_head()
-        self._stream.info(event, audit=True, **{k: v for k, v in entry.items() if k != "event"})
 
     def sign_head_if_due(self) -> SignedHead | None:
         """Sign a head when records arrived and ``head_interval_s`` passed since the last."""
@@ -179,12 +192,17 @@ class AuditLog:
         with self._lock:
             if self._segment is None:
                 return
-            if self._tree.size != self._signed_size:
-                self._sign_head()
-            for handle in (self._segment, self._heads, self._lockfile):
-                if handle is not None:
-                    handle.close()
-            self._segment = self._heads = self._lockfile = None
+            try:
+                if self._tree.size != self._signed_size:
+                    self._sign_head()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        for handle in (self._segment, self._heads, self._lockfile):
+            if handle is not None:
+                handle.close()
+        self._segment = self._heads = self._lockfile = None
 
     # -- inside the lock ---------------------------------------------------------
 
@@ -204,8 +222,7 @@ class AuditLog:
         )
         signed = SignedHead.sign(head, self._signer)
         line = signed.to_line()
-        self._heads.write(line + b"\n")
-        self._heads.flush()
+        _append(self._heads, line + b"\n", os.fstat(self._heads.fileno()).st_size)
         os.fsync(self._heads.fileno())
         self._next_head += 1
         self._signed_size = self._tree.size
@@ -221,7 +238,7 @@ class AuditLog:
         self._sign_head(checkpoint=True)
         self._segment.close()
         self._segment_start = self._tree.size
-        self._segment = (self._dir / segment_name(self._segment_start)).open("ab")
+        self._segment = _open_append(self._dir / segment_name(self._segment_start))
         self._segment_bytes = 0
         self._apply_retention()
 
@@ -233,6 +250,13 @@ class AuditLog:
         if keep <= 0 or len(present) <= keep + 1:
             return
         first_kept = present[-(keep + 1)][0]
+        for floor in self._floors:
+            # A segment ends where the next begins: keep it while it holds seq >= floor.
+            held = next((i for i, (start, _) in enumerate(present[1:]) if start > floor()), None)
+            if held is not None:
+                first_kept = min(first_kept, present[held][0])
+        if first_kept == present[0][0]:
+            return
         # The heads file first, so a crash in between leaves extra segments, never a
         # segment with no checkpoint to start from.
         kept_heads = [
@@ -244,9 +268,10 @@ class AuditLog:
         temporary.write_bytes(b"".join(raw + b"\n" for raw in kept_heads))
         self._heads.close()
         os.replace(temporary, self._dir / HEADS)
-        self._heads = (self._dir / HEADS).open("ab")
-        for _, path in present[: -(keep + 1)]:
-            path.unlink()
+        self._heads = _open_append(self._dir / HEADS)
+        for start, path in present:
+            if start < first_kept:
+                path.unlink()
 
     # -- opening -----------------------------------------------------------------
 
@@ -261,30 +286,54 @@ class AuditLog:
                 f"the audit log {directory} is in use by another process (a running node?)"
             ) from None
         self._resume_heads(directory)
-        present = segments(directory)
+        present = self._finish_retention(directory, segments(directory))
         if not present:
-            self._segment = (directory / segment_name(0)).open("ab")
+            self._segment = _open_append(directory / segment_name(0))
             return
         start, path = present[-1]
         self._segment_start = start
         self._tree = self._checkpoint(directory, start)
         self._replay(path)
-        self._segment = path.open("ab")
+        self._segment = _open_append(path)
         self._segment_bytes = path.stat().st_size
+
+    def _finish_retention(
+        self, directory: Path, present: list[tuple[int, Path]]
+    ) -> list[tuple[int, Path]]:
+        """Delete segments an interrupted retention meant to (it prunes heads first)."""
+        path = directory / HEADS
+        first = path.read_bytes().split(b"\n", 1)[0] if path.exists() else b""
+        if not first:
+            return present
+        head = _parse_head(first)
+        if head.head == 0 or head.frontier is None:
+            return present  # nothing was ever pruned
+        starts = [start for start, _ in present]
+        doomed = [
+            p
+            for i, (_, p) in enumerate(present)
+            if i + 1 < len(starts) and starts[i + 1] <= head.size
+        ]
+        for stale in doomed:
+            stale.unlink()
+        return [(start, p) for start, p in present if p not in doomed]
 
     def _resume_heads(self, directory: Path) -> None:
         path = directory / HEADS
         if path.exists():
             data = path.read_bytes()
             if data and not data.endswith(b"\n"):  # a crash mid-write: the head never was
-                data = data[: data.rfind(b"\n") + 1]
-                path.write_bytes(data)
+                cut = data.rfind(b"\n") + 1
+                self._recovered.append(_dropped(HEADS, data[cut:]))
+                data = data[:cut]
+                with path.open("r+b") as handle:
+                    handle.truncate(cut)
             last = data.splitlines()[-1] if data else None
             if last is not None:
                 head = _parse_head(last)
                 self._next_head = head.head + 1
                 self._signed_size = head.size
-        self._heads = path.open("ab")
+        self._heads = _open_append(path)
 
     def _checkpoint(self, directory: Path, start: int) -> Frontier:
         if start == 0:
@@ -292,7 +341,10 @@ class AuditLog:
         for raw in (directory / HEADS).read_bytes().splitlines():
             head = _parse_head(raw)
             if head.size == start and head.frontier is not None:
-                tree = Frontier(start, [bytes.fromhex(h) for h in head.frontier])
+                try:
+                    tree = Frontier(start, [bytes.fromhex(h) for h in head.frontier])
+                except ValueError:
+                    break
                 if tree.root().hex() != head.root:
                     break
                 self._prev = head.last
@@ -310,11 +362,7 @@ class AuditLog:
             with path.open("r+b") as handle:
                 handle.truncate(cut)
             data = data[:cut]
-            self._recovered = {
-                "segment": path.name,
-                "dropped_bytes": len(dropped),
-                "dropped_sha256": digest(dropped),
-            }
+            self._recovered.append(_dropped(path.name, dropped))
         for raw in data.splitlines():
             record = parse_record(raw)
             if record is None or record.get("seq") != self._tree.size:
@@ -325,6 +373,39 @@ class AuditLog:
             leaf = leaf_hash(raw)
             self._tree.append(leaf)
             self._prev = leaf.hex()
+
+
+def _dropped(name: str, data: bytes) -> dict[str, Any]:
+    return {"segment": name, "dropped_bytes": len(data), "dropped_sha256": digest(data)}
+
+
+def _leaked(fields: dict[str, Any]) -> set[str]:
+    """Forbidden names among the fields, at any depth."""
+    found = set(FORBIDDEN_FIELDS & set(fields))
+    for value in fields.values():
+        if isinstance(value, dict):
+            found |= _leaked(value)
+    return found
+
+
+def _open_append(path: Path) -> IO[bytes]:
+    """Unbuffered: each record is one write, and a failed one can be undone exactly."""
+    return path.open("ab", buffering=0)
+
+
+def _append(handle: IO[bytes], data: bytes, size: int) -> None:
+    """Write all of ``data`` at the end of a file of ``size`` bytes, or nothing at all:
+    a write that fails half-way (a full disk) is cut back, so no partial line is left
+    for later records to follow."""
+    try:
+        view = memoryview(data)
+        while view:
+            written = handle.write(view)
+            view = view[written or 0 :]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(handle.fileno(), size)
+        raise AuditError(f"cannot write the audit log: {exc.strerror or exc}") from exc
 
 
 def _parse_head(raw: bytes) -> TreeHead:

@@ -162,7 +162,9 @@ class LeafHashes:
         exact = self._pruned.get((lo, hi))
         if exact is not None:
             return exact
-        if hi <= self._start:
+        if any(a <= lo and hi <= b for a, b in self._pruned):
+            # Inside one pruned subtree: only its root is left. A range spanning several
+            # (the root of the first ``start`` leaves) is built from them below.
             raise Pruned(f"leaves {lo}..{hi - 1} were removed by retention")
         k = _split(hi - lo)
         return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))

@@ -18,6 +18,7 @@ Two independent checks, each naming what it finds first:
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from gateway.audit.store import (
     open_head,
     parse_record,
     read_heads,
+    segment_name,
     segments,
 )
 from gateway.crypto.jwk import VerifyKey
@@ -100,11 +102,12 @@ class Report:
 
 def verify(directory: Path, keys: dict[str, VerifyKey]) -> Report:
     report = Report(directory)
-    heads = _check_heads(directory, keys, report)
+    present = segments(directory)
+    from_zero = not present or present[0][0] == 0
+    heads = _check_heads(directory, keys, report, first=0 if from_zero else None)
     by_size: dict[int, list[SignedHead]] = {}
     for signed in heads:
         by_size.setdefault(signed.head.size, []).append(signed)
-    present = segments(directory)
     if not present:
         for signed in heads:
             if signed.head.size > 0:
@@ -117,8 +120,9 @@ def verify(directory: Path, keys: dict[str, VerifyKey]) -> Report:
     if tree is None:
         return report
     chain = _Chain(report, tree, prev, start, by_size)
-    for first, path in present:
-        if not chain.segment(first, path):
+    for index, (first, path) in enumerate(present):
+        following = present[index + 1][1] if index + 1 < len(present) else None
+        if not chain.segment(first, path, following):
             break
     else:
         for signed in heads:
@@ -128,7 +132,11 @@ def verify(directory: Path, keys: dict[str, VerifyKey]) -> Report:
     return report
 
 
-def _check_heads(directory: Path, keys: dict[str, VerifyKey], report: Report) -> list[SignedHead]:
+def _check_heads(
+    directory: Path, keys: dict[str, VerifyKey], report: Report, *, first: int | None
+) -> list[SignedHead]:
+    """The heads whose signature verifies; ``first`` is the number the first must have
+    (0 when the log still starts at record 0; unknown after retention)."""
     good: list[SignedHead] = []
     previous: SignedHead | None = None
     for number, raw, complete in read_heads(directory):
@@ -147,6 +155,15 @@ def _check_heads(directory: Path, keys: dict[str, VerifyKey], report: Report) ->
             continue
         head = signed.head
         label = f"head {head.head} ({where})"
+        if previous is None and first is not None and head.head != first:
+            report.problems.append(
+                Problem(
+                    "head-missing",
+                    f"head {first} is missing before {label}",
+                    head=first,
+                    where=where,
+                )
+            )
         if previous is not None:
             if head.head != previous.head.head + 1:
                 kind, what = (
@@ -154,7 +171,8 @@ def _check_heads(directory: Path, keys: dict[str, VerifyKey], report: Report) ->
                     if head.head > previous.head.head + 1
                     else ("head-moved", f"{label} comes after head {previous.head.head}")
                 )
-                report.problems.append(Problem(kind, what, head=head.head, where=where))
+                named = previous.head.head + 1 if kind == "head-missing" else head.head
+                report.problems.append(Problem(kind, what, head=named, where=where))
             elif head.size < previous.head.size:
                 report.problems.append(
                     Problem(
@@ -192,25 +210,55 @@ def _anchor(start: int, heads: list[SignedHead], report: Report) -> tuple[Fronti
     """The tree state before the first stored record: empty, or a signed checkpoint."""
     if start == 0:
         return Frontier(), ZERO
-    for signed in heads:
-        head = signed.head
-        if head.size == start and head.frontier is not None:
-            try:
-                tree = Frontier(start, [bytes.fromhex(h) for h in head.frontier])
-            except ValueError:
-                break
-            if tree.root().hex() == head.root:
-                return tree, head.last
-            break
+    _removed_before(start, heads, report)
+    checkpoint = next(
+        (s.head for s in heads if s.head.size == start and s.head.frontier is not None), None
+    )
+    if checkpoint is None or checkpoint.frontier is None:
+        report.problems.append(
+            Problem(
+                "segment-missing",
+                f"the log starts at record {start} and no signed checkpoint head covers "
+                f"records 0..{start - 1} (a segment was removed without retention)",
+                record=0,
+            )
+        )
+        return None, ZERO
+    try:
+        tree = Frontier(start, [bytes.fromhex(h) for h in checkpoint.frontier])
+    except ValueError:
+        tree = None
+    if tree is None or tree.root().hex() != checkpoint.root:
+        report.problems.append(
+            Problem(
+                "head-mismatch",
+                f"checkpoint head {checkpoint.head}: its frontier does not give its signed "
+                f"root, so records {start} and after cannot be checked",
+                head=checkpoint.head,
+            )
+        )
+        return None, ZERO
+    return tree, checkpoint.last
+
+
+def _removed_before(start: int, heads: list[SignedHead], report: Report) -> None:
+    """Retention removes the heads of the records it removes, before the segments: a head
+    of fewer than ``start`` records means segments were deleted some other way."""
+    stale = next((s.head for s in heads if s.head.size < start), None)
+    if stale is None:
+        return
+    first = heads[0].head
+    lost = first.size if first.head != 0 and first.frontier is not None else 0
     report.problems.append(
         Problem(
             "segment-missing",
-            f"the log starts at record {start} and no signed checkpoint head covers "
-            f"records 0..{start - 1} (a segment was removed without retention)",
-            record=0,
+            f"records {lost}..{start - 1} are missing: {segment_name(lost)} and any segment "
+            f"up to record {start - 1} were removed, yet head {stale.head} (signing "
+            f"{stale.size} records) is still stored: this was not retention",
+            record=lost,
+            where=segment_name(lost),
         )
     )
-    return None, ZERO
 
 
 def _beyond(signed: SignedHead, size: int) -> Problem:
@@ -244,8 +292,17 @@ class _Chain:
         self.report.problems.append(Problem(kind, message, record=record, where=where))
         return False
 
-    def segment(self, first: int, path: Path) -> bool:
+    def segment(self, first: int, path: Path, following: Path | None) -> bool:
         if first != self.expected:
+            if first > self.expected and self._sealed_at(self.expected):
+                return self.fail(
+                    "segment-missing",
+                    f"records {self.expected}..{first - 1} are missing: "
+                    f"{segment_name(self.expected)} was removed (the segment before it was "
+                    f"sealed at record {self.expected - 1}; {path.name} starts at {first})",
+                    self.expected,
+                    segment_name(self.expected),
+                )
             if first > self.expected:
                 return self.fail(
                     "record-missing",
@@ -262,8 +319,14 @@ class _Chain:
                 path.name,
             )
         stored = list(lines(path))
+        own = len(stored)
+        # The next segment's first line, to tell which of two lines at a seal is genuine.
+        stored.extend(itertools.islice(lines(following), 1) if following else ())
         parsed = [parse_record(line.raw) for line in stored]
-        return all(self.line(i, stored, parsed) for i in range(len(stored)))
+        return all(self.line(i, stored, parsed) for i in range(own))
+
+    def _sealed_at(self, size: int) -> bool:
+        return any(s.head.frontier is not None for s in self.heads.get(size, ()))
 
     def line(self, i: int, stored: list[Line], parsed: list[dict[str, Any] | None]) -> bool:
         line, record, n = stored[i], parsed[i], self.expected
@@ -292,6 +355,7 @@ class _Chain:
                 n - 1,
                 self.prev_where,
             )
+        before = self.tree.copy() if n + 1 in self.heads else None
         leaf = leaf_hash(line.raw)
         self.tree.append(leaf)
         self.prev, self.prev_where = leaf.hex(), line.where
@@ -299,12 +363,30 @@ class _Chain:
         self.report.records += 1
         if self.report.node is None and isinstance(record.get("node"), str):
             self.report.node = record["node"]
-        return self._heads_at(self.expected, line)
+        if before is None:
+            return True
+        following = stored[i + 1] if i + 1 < len(stored) else None
+        return self._heads_at(self.expected, line, before, following)
 
-    def _heads_at(self, size: int, line: Line) -> bool:
+    def _heads_at(self, size: int, line: Line, before: Frontier, following: Line | None) -> bool:
+        """Check the heads of ``size`` records; ``before`` is the tree without the last."""
         for signed in self.heads.get(size, ()):
             head = signed.head
-            if head.last != self.prev:
+            if head.last == self.prev and head.root == self.tree.root().hex():
+                self.report.signed_size = size
+                self.report.signed_time = head.time
+                continue
+            if following is not None and leaf_hash(following.raw).hex() == head.last:
+                return self.fail(
+                    "record-inserted",
+                    f"{line.where} holds a record inserted as record {size - 1}: head "
+                    f"{head.head} signed the one at {following.where}",
+                    size - 1,
+                    line.where,
+                )
+            signed_last = before.copy()
+            signed_last.append(bytes.fromhex(head.last))
+            if head.last != self.prev and signed_last.root().hex() == head.root:
                 return self.fail(
                     "record-changed",
                     f"record {size - 1} ({line.where}) was changed: it is not the record "
@@ -312,19 +394,21 @@ class _Chain:
                     size - 1,
                     line.where,
                 )
-            if head.root != self.tree.root().hex():
-                self.report.problems.append(
-                    Problem(
-                        "head-mismatch",
-                        f"head {head.head}: records 0..{size - 1} do not give its signed root "
-                        "(records before it were rewritten)",
-                        head=head.head,
-                    )
-                )
-                return False
-            self.report.signed_size = size
-            self.report.signed_time = head.time
+            return self._mismatch(head.head, size)
         return True
+
+    def _mismatch(self, head: int, size: int) -> bool:
+        good = max(self.report.signed_size, self.report.first_seq)
+        matched = f" (up to record {good - 1} it matches the heads before)" if good else ""
+        self.report.problems.append(
+            Problem(
+                "head-mismatch",
+                f"head {head}: records 0..{size - 1} do not give its signed root: the log was "
+                f"rewritten between record {good} and record {size - 1}{matched}",
+                head=head,
+            )
+        )
+        return False
 
     def _out_of_place(
         self, i: int, stored: list[Line], parsed: list[dict[str, Any] | None], seq: Any
@@ -339,7 +423,7 @@ class _Chain:
         later = [j for j in range(i + 1, len(parsed)) if (parsed[j] or {}).get("seq") == n]
         if later:
             mine = leaf_hash(line.raw).hex()
-            if any(other is not None and other.get("prev") == mine for other in parsed[i + 1 :]):
+            if self._linked(mine, seq, parsed[i + 1 :]):
                 return self.fail(
                     "record-moved",
                     f"records are out of order: {line.where} holds record {seq} where record "
@@ -358,6 +442,12 @@ class _Chain:
             f"record {n} is missing: {line.where} holds record {seq} right after record {n - 1}",
             n,
             line.where,
+        )
+
+    def _linked(self, leaf: str, seq: int, later: list[dict[str, Any] | None]) -> bool:
+        """Does a later record, or a head of ``seq + 1`` records, link to this leaf?"""
+        return any(other is not None and other.get("prev") == leaf for other in later) or any(
+            signed.head.last == leaf for signed in self.heads.get(seq + 1, ())
         )
 
     def _duplicate(
