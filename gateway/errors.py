@@ -182,6 +182,13 @@ class Forbidden(AuthError):
     title = "Not allowed"
 
 
+class NoAuditLog(GatewayError):
+    """The node keeps audit events in its structured log only: nothing to search."""
+
+    code = "no-audit-log"
+    title = "This node keeps no audit log"
+
+
 # -- failed verification -----------------------------------------------------
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from gateway.api import contracts, handlers
+from gateway.api import audit, contracts, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import AUDIT, AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER, Readiness
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problem_middleware
 from gateway.audit import AuditLog
+from gateway.audit.shipper import AuditShipper
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
@@ -78,6 +79,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_post("/v1/contracts/{contract}/versions", contracts.register_version)
     app.router.add_get("/v1/inbox", handlers.pull_inbox)
     app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
+    app.router.add_get("/v1/audit", audit.search_audit)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", openapi)
@@ -91,10 +93,23 @@ def _broker_lifetime(
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         hosted = [p.id for p in config.participants]
         topics = [t for p in hosted for t in (config.inbox_topic(p), config.dlq_topic(p))]
-        await parts.transport.ensure_topics(topics)
+        ships = config.audit.topic and parts.audit.directory is not None
+        await parts.transport.ensure_topics([*topics, config.audit_topic] if ships else topics)
         publisher = parts.transport.publisher()
         await publisher.start()
         app[READINESS].publisher = True
+        shipper = (
+            AuditShipper(
+                parts.audit,
+                publisher,
+                topic=config.audit_topic,
+                node=config.node_id,
+                retry_backoff_s=config.delivery.retry_backoff_s,
+            )
+            if ships
+            else None
+        )
+        shipping = asyncio.create_task(shipper.run(), name="audit:ship") if shipper else None
         app[ROUTER] = Router(
             config=config,
             catalog=parts.catalog,
@@ -110,6 +125,13 @@ def _broker_lifetime(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            shipped = (
+                await shipper.close(shipping, config.kafka.publish_timeout_s)
+                if shipper is not None and shipping is not None
+                else True
+            )
+            if not shipped:
+                log.warning("audit_not_shipped", note="sent from the files on next start")
             app[READINESS].publisher = False
             await publisher.stop()
 

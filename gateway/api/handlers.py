@@ -10,7 +10,8 @@ import json
 
 from aiohttp import web
 
-from gateway.api.keys import AUTH, CONFIG, INBOXES, READINESS, ROUTER
+from gateway.api.auth import Principal, Role
+from gateway.api.keys import AUTH, CALLER, CONFIG, INBOXES, READINESS, ROUTER
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
 from gateway.delivery import Delivery, Inbox
 from gateway.errors import (
@@ -25,8 +26,16 @@ from gateway.routing import PublishRequest
 _MAX_RECIPIENTS = 64
 
 
+def principal_of(request: web.Request, role: Role) -> Principal:
+    """The caller, who must hold ``role``; remembered so that a refusal's audit names them."""
+    principal = request.app[AUTH].principal(request.headers.get("Authorization"))
+    CALLER.set(principal)
+    principal.require(role)
+    return principal
+
+
 def participant_of(request: web.Request) -> str:
-    return request.app[AUTH].participant(request.headers.get("Authorization"))
+    return principal_of(request, Role.PARTICIPANT).id
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

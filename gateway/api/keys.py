@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway.api.auth import Authenticator
+from gateway.api.auth import Authenticator, Principal
 from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
@@ -32,3 +33,10 @@ ROUTER = web.AppKey("router", Router)
 INBOXES = web.AppKey("inboxes", dict[str, Inbox])
 READINESS = web.AppKey("readiness", Readiness)
 AUDIT = web.AppKey("audit", AuditLog)
+
+CALLER: ContextVar[Principal | None] = ContextVar("gateway_caller", default=None)
+"""The request's authenticated caller, for the audit record of a refusal.
+
+Set where a handler authenticates; the problem middleware resets it around
+each request (a context variable rather than request storage: ``web.RequestKey``
+needs aiohttp 3.14)."""

@@ -135,6 +135,62 @@ _CONTRACT_PARAM = {
     "schema": {"type": "string"},
 }
 
+_AUDIT_FILTERS = (
+    ("message_id", "Records of this message."),
+    (
+        "participant",
+        "Records naming this principal as sender, recipient, one of recipients, "
+        "participant, owner or principal.",
+    ),
+    ("contract", "A contract id (any version) or id@version (exactly)."),
+    ("outcome", "e.g. accepted, rejected, delivered, acknowledged, denied."),
+    ("event", "e.g. message.accepted, auth.failed; see `gateway audit events`."),
+)
+
+_TIME = {"type": "string", "minLength": 1, "maxLength": 64, "examples": ["2026-11-26T12:00:00Z"]}
+
+_AUDIT_RECORD = {
+    "type": "object",
+    "required": ["seq", "prev", "event", "node", "outcome", "time"],
+    "properties": {
+        "seq": {"type": "integer", "minimum": 0, "description": "Leaf index in the log."},
+        "prev": {"type": "string", "description": "Leaf hash of the record before it."},
+        "event": {"type": "string"},
+        "node": {"type": "string"},
+        "outcome": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": True,
+    "description": "The event's own fields as well (message_id, contract, sender, ...).",
+}
+
+_AUDIT_PAGE = {
+    "type": "object",
+    "required": ["records", "count", "next"],
+    "properties": {
+        "records": {"type": "array", "items": _AUDIT_RECORD},
+        "count": {"type": "integer", "minimum": 0},
+        "next": {
+            "type": ["string", "null"],
+            "format": "uri-reference",
+            "description": "The next page (this query with `after` set); null when no more.",
+        },
+    },
+}
+
+
+def _query_param(
+    name: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string", "minLength": 1, "maxLength": 256},
+    }
+
+
 _PATHS: dict[str, Any] = {
     "/v1/contracts/{contract}/messages": {
         "post": {
@@ -356,6 +412,57 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/audit": {
+        "get": {
+            "operationId": "searchAudit",
+            "summary": "Search the node's audit trail (auditors only)",
+            "description": (
+                "Requires an auditor's bearer token; a participant's token is refused with 403. "
+                "Records come back oldest first; every filter given must match. Follow `next` "
+                '(or the `Link: rel="next"` header) until it is null. Unknown or repeated '
+                "parameters are refused. The records are as stored: run `gateway audit verify` "
+                "on the log before relying on them."
+            ),
+            "parameters": [
+                *(_query_param(name, description) for name, description in _AUDIT_FILTERS),
+                _query_param(
+                    "since",
+                    "Records at or after this RFC 3339 time (Z or an offset required); "
+                    "a date alone means midnight UTC.",
+                    _TIME,
+                ),
+                _query_param("until", "Records before this time (exclusive); as `since`.", _TIME),
+                _query_param(
+                    "after",
+                    "Cursor: only records with a larger seq; take it from `next`.",
+                    {"type": "integer", "minimum": 0},
+                ),
+                _query_param(
+                    "limit",
+                    "Most records in one page.",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "One page of matching records.",
+                    "headers": {
+                        "Link": {
+                            "description": 'The next page, rel="next", when there may be one.',
+                            "schema": {"type": "string"},
+                        }
+                    },
+                    **_json(_AUDIT_PAGE),
+                },
+                **_problems(400, 401, 403),
+                "404": {
+                    **_PROBLEM,
+                    "description": "The node keeps no audit log on disk "
+                    "(type urn:gateway:problem:no-audit-log).",
+                },
+            },
+        }
+    },
     "/healthz": {
         "get": {
             "operationId": "health",
@@ -408,6 +515,10 @@ def openapi_document() -> dict[str, Any]:
                                     "title": {"type": "string"},
                                     "status": {"type": "integer"},
                                     "detail": {"type": "string"},
+                                    "parameter": {
+                                        "type": "string",
+                                        "description": "The request parameter at fault.",
+                                    },
                                     "errors": {
                                         "type": "array",
                                         "items": {

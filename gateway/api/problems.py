@@ -3,6 +3,8 @@
 Handlers raise domain errors; this middleware walks the error's class
 hierarchy to find its status, so a new error subclass needs no new handler
 code. Unexpected exceptions become a bare 500 with no detail, logged here.
+Every refusal is audited here too: a 401 as ``auth.failed``, a 403 as
+``access.denied`` (never with the token).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import structlog
 from aiohttp import web
 
 from gateway import errors
+from gateway.api.auth import BadCredentials, WrongRole
+from gateway.api.keys import AUDIT, CALLER
 
 log = structlog.get_logger("gateway.api")
 
@@ -27,6 +31,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.ContractError: 422,
     errors.UnknownContract: 404,
+    errors.NoAuditLog: 404,
     errors.VersionExists: 409,
     errors.IncompatibleContract: 409,
     errors.Unauthenticated: 401,
@@ -37,6 +42,8 @@ _STATUS: dict[type[errors.GatewayError], int] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_MAX_AUDITED_PATH = 512
 
 
 def status_of(exc: errors.GatewayError) -> int:
@@ -57,6 +64,14 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> we
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    caller = CALLER.set(None)
+    try:
+        return await _problems_of(request, handler)
+    finally:
+        CALLER.reset(caller)
+
+
+async def _problems_of(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except errors.GatewayError as exc:
@@ -68,6 +83,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
         if status >= 500:
             log.error("request_failed", code=exc.code, path=request.path)
+        if status in (401, 403):
+            _audit_refusal(request, exc, status)
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -77,3 +94,23 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled_error", path=request.path)
         return problem(500, "internal-error", "Internal error", "the request could not be served")
+
+
+def _audit_refusal(request: web.Request, exc: errors.GatewayError, status: int) -> None:
+    """Record a 401 as ``auth.failed`` and a 403 as ``access.denied``; never the token."""
+    audit = request.app.get(AUDIT)
+    if audit is None:
+        return
+    reason = exc.reason if isinstance(exc, BadCredentials | WrongRole) else exc.code
+    where = {"method": request.method, "path": request.path[:_MAX_AUDITED_PATH]}
+    try:
+        if status == 401:
+            audit.record("auth.failed", reason=reason, remote=request.remote, **where)
+        else:
+            principal = CALLER.get()
+            who = principal.id if principal is not None else None
+            role = principal.role.value if principal is not None else None
+            audit.record("access.denied", principal=who, role=role, reason=reason, **where)
+    except Exception:
+        # The refusal stands either way; a log that cannot record it is an alarm.
+        log.exception("refusal_not_audited", status=status, path=request.path)

@@ -1,4 +1,4 @@
-"""Bearer-token authentication of local participants."""
+"""Bearer-token authentication of local participants and auditors."""
 
 from __future__ import annotations
 
@@ -6,17 +6,29 @@ import hashlib
 
 import pytest
 
-from gateway.api.auth import Authenticator, hash_token, new_token
-from gateway.config import GatewayConfig, LocalParticipant
-from gateway.errors import Unauthenticated
+from gateway.api.auth import (
+    Authenticator,
+    BadCredentials,
+    Principal,
+    Role,
+    WrongRole,
+    hash_token,
+    new_token,
+)
+from gateway.config import Auditor, GatewayConfig, LocalParticipant
+from gateway.errors import ConfigError, Forbidden, Unauthenticated
 
 TOKEN_A, TOKEN_B = "gw_token-of-minhealth", "gw_token-of-socialtreasury"
+TOKEN_SOC = "gw_token-of-the-security-team"
 SEND_BEARER = "send 'Authorization: Bearer <token>'"
 
 
 @pytest.fixture
 def authenticator() -> Authenticator:
-    return Authenticator({hash_token(TOKEN_A): "minhealth", hash_token(TOKEN_B): "socialtreasury"})
+    return Authenticator(
+        {hash_token(TOKEN_A): "minhealth", hash_token(TOKEN_B): "socialtreasury"},
+        {hash_token(TOKEN_SOC): "soc"},
+    )
 
 
 def refusal(authenticator: Authenticator, header: str | None) -> str:
@@ -135,3 +147,64 @@ def test_from_config_uses_every_digest_of_every_participant() -> None:
         "socialtreasury",
     ]
     assert refusal(authenticator, "Bearer t4") == "the token is not valid"
+
+
+def test_from_config_maps_auditor_tokens_to_the_auditor_role() -> None:
+    config = GatewayConfig(
+        participants=(LocalParticipant(id="minhealth", token_sha256=(hash_token("t1"),)),),
+        auditors=(Auditor(id="soc", token_sha256=(hash_token("a1"), hash_token("a2"))),),
+    )
+    authenticator = Authenticator.from_config(config)
+
+    assert authenticator.principal("Bearer t1") == Principal("minhealth", Role.PARTICIPANT)
+    assert authenticator.principal("Bearer a1") == Principal("soc", Role.AUDITOR)
+    assert authenticator.principal("Bearer a2") == Principal("soc", Role.AUDITOR)
+
+
+def test_an_auditor_token_is_not_a_participant(authenticator: Authenticator) -> None:
+    with pytest.raises(WrongRole) as info:
+        authenticator.participant(f"Bearer {TOKEN_SOC}")
+
+    assert isinstance(info.value, Forbidden)  # 403: authenticated, but not allowed
+    assert info.value.principal == Principal("soc", Role.AUDITOR)
+    assert info.value.reason == "requires-participant"
+    assert TOKEN_SOC not in info.value.detail
+
+
+def test_require_refuses_the_other_role() -> None:
+    Principal("soc", Role.AUDITOR).require(Role.AUDITOR)
+    with pytest.raises(WrongRole) as info:
+        Principal("minhealth", Role.PARTICIPANT).require(Role.AUDITOR)
+
+    assert info.value.reason == "requires-auditor"
+    assert info.value.detail == "only auditors may do this; 'minhealth' is not one"
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing-credentials"),
+        ("", "missing-credentials"),
+        ("Bearer", "malformed-credentials"),
+        (f"Basic {TOKEN_A}", "malformed-credentials"),
+        (f"Bearer {TOKEN_A}".ljust(513), "malformed-credentials"),
+        (b"Bearer \xff".decode("utf-8", "surrogateescape"), "malformed-credentials"),
+        ("Bearer unknown", "unknown-token"),
+    ],
+    ids=["missing", "empty", "scheme-only", "basic", "too-long", "undecodable", "unknown"],
+)
+def test_refusals_carry_a_reason_for_the_audit_record(
+    authenticator: Authenticator, header: str | None, reason: str
+) -> None:
+    with pytest.raises(BadCredentials) as info:
+        authenticator.principal(header)
+
+    assert info.value.reason == reason
+    assert info.value.code == "unauthenticated"
+
+
+def test_one_digest_for_a_participant_and_an_auditor_is_refused() -> None:
+    shared = hash_token("t1")
+
+    with pytest.raises(ConfigError, match="auditor 'soc' is also a token of participant 'mh'"):
+        Authenticator({shared: "mh"}, {shared: "soc"})
