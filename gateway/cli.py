@@ -12,6 +12,12 @@
         [--version V] PAYLOAD.json
     gateway envelope open --key RECIPIENT.enc.pem --from SENDER.public.jwks.json ENVELOPE
     gateway token new --participant ID
+    gateway audit verify PATH [--key AUDIT.jwks.json] [--json]
+    gateway audit prove (--id MESSAGE_ID | --from-head N [--to-head M]) [--dir DIR] [--out FILE]
+    gateway audit check-proof PROOF.json --key AUDIT.jwks.json [--json]
+    gateway audit search|export [--dir DIR] [--id ID] [--participant P] [--contract C]
+        [--outcome O] [--event E] [--since TIME] [--until TIME]
+    gateway audit events [--json]
 
 Errors print one line to stderr and exit non-zero (2 for usage and for invalid
 input to ``contracts check``, 1 otherwise).
@@ -21,9 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from gateway.contracts.commands import check_command, export_command, lint_comma
 from gateway.contracts.compat import Mode, Policy
 from gateway.crypto import commands as keycmd
 from gateway.crypto.jwk import Suite
+from gateway.crypto.keys import passphrase, read_public
 from gateway.errors import ConfigError, GatewayError, InvalidContract
 from gateway.logs import configure_logging
 
@@ -61,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _key_commands(commands)
     _envelope_commands(commands)
+
+    _audit_commands(commands)
 
     token = commands.add_parser("token", help="bearer tokens")
     token_cmds = token.add_subparsers(dest="action", required=True)
@@ -99,6 +109,112 @@ def _key_commands(commands: Any) -> None:
         sub.add_argument(
             "--passphrase-file", type=Path, help="default: the GATEWAY_KEY_PASSPHRASE variable"
         )
+    for sub in (generate, rotate, revoke):
+        sub.add_argument(
+            "--config",
+            type=Path,
+            help="record the change in this node's audit log (run while the node is stopped)",
+        )
+
+
+def _audit_commands(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="verify, prove, search and export the audit trail")
+    actions = audit.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("verify", help="recompute the log and check every signed head")
+    check.add_argument("path", type=Path, help="the node's audit directory")
+    check.add_argument("--key", type=Path, help="the node's audit public key (JWK Set)")
+    check.add_argument("--json", action="store_true")
+    prove = actions.add_parser("prove", help="an inclusion or consistency proof, as JSON")
+    what = prove.add_mutually_exclusive_group(required=True)
+    what.add_argument("--id", dest="message_id", help="prove every record of this message")
+    what.add_argument("--from-head", type=int, help="prove the log at this head was kept")
+    prove.add_argument("--to-head", type=int, help="with --from-head (default: the newest)")
+    prove.add_argument("--dir", type=Path, default=Path("audit"), help="default: ./audit")
+    prove.add_argument("--out", type=Path, help="write here instead of standard output")
+    proof = actions.add_parser("check-proof", help="check a proof offline with the public key")
+    proof.add_argument("proof", type=Path, help="the proof file, or - for standard input")
+    proof.add_argument("--key", type=Path, required=True, help="the node's audit JWK Set")
+    proof.add_argument("--json", action="store_true")
+    for name, helptext in (
+        ("search", "find records by message, participant, contract, outcome or time"),
+        ("export", "write matching records as JSON Lines, for SIEM tools"),
+    ):
+        sub = actions.add_parser(name, help=helptext)
+        sub.add_argument("--dir", type=Path, default=Path("audit"), help="default: ./audit")
+        sub.add_argument("--id", dest="message_id")
+        sub.add_argument("--participant", help="as sender, recipient or actor")
+        sub.add_argument("--contract", help="ID (any version) or ID@VERSION")
+        sub.add_argument("--outcome", help="accepted, rejected, delivered, acknowledged, ...")
+        sub.add_argument("--event", help="an event name, e.g. message.rejected")
+        sub.add_argument("--since", help="RFC 3339 time or date (inclusive)")
+        sub.add_argument("--until", help="RFC 3339 time or date (exclusive)")
+        if name == "search":
+            sub.add_argument("--limit", type=int, default=100)
+            sub.add_argument("--json", action="store_true")
+        else:
+            sub.add_argument("--out", type=Path, help="default: standard output")
+    events = actions.add_parser("events", help="the audit event catalogue")
+    events.add_argument("--json", action="store_true")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from gateway.audit import commands as auditcmd  # noqa: PLC0415
+
+    if args.action == "verify":
+        return auditcmd.verify_command(args.path, key=args.key, as_json=args.json, say=print)
+    if args.action == "prove":
+        return auditcmd.prove_command(
+            args.dir,
+            message_id=args.message_id,
+            from_head=args.from_head,
+            to_head=args.to_head,
+            out=args.out,
+            say=print,
+        )
+    if args.action == "check-proof":
+        return auditcmd.check_proof_command(args.proof, key=args.key, as_json=args.json, say=print)
+    if args.action == "events":
+        return auditcmd.events_command(as_json=args.json, say=print)
+    return _audit_search(args)
+
+
+def _audit_search(args: argparse.Namespace) -> int:
+    from gateway.audit import commands as auditcmd  # noqa: PLC0415
+
+    query = _query(args)
+    if query is None:
+        return 2
+    if args.action == "search":
+        if not 1 <= args.limit <= 10_000:
+            print("gateway: invalid input: --limit must be between 1 and 10000", file=sys.stderr)
+            return 2
+        return auditcmd.search_command(
+            args.dir, query, limit=args.limit, as_json=args.json, say=print
+        )
+    return auditcmd.export_command(args.dir, query, out=args.out, say=print)
+
+
+def _query(args: argparse.Namespace) -> Any:
+    """The search filters, or None after saying which one is unusable."""
+    from gateway.audit.search import Query, parse_time  # noqa: PLC0415
+
+    times = {}
+    for name in ("since", "until"):
+        text = getattr(args, name)
+        try:
+            times[name] = parse_time(text) if text else None
+        except ValueError as exc:
+            print(f"gateway: invalid input: --{name}: {exc}", file=sys.stderr)
+            return None
+    return Query(
+        message_id=args.message_id,
+        participant=args.participant,
+        contract=args.contract,
+        outcome=args.outcome,
+        event=args.event,
+        since=times["since"],
+        until=times["until"],
+    )
 
 
 def _envelope_commands(commands: Any) -> None:
@@ -125,6 +241,45 @@ def _envelope_commands(commands: Any) -> None:
 
 
 def _keys(args: argparse.Namespace) -> int:
+    if args.config is None:
+        return _key_action(args)
+    from gateway.audit.keys import beside_node, operator  # noqa: PLC0415
+
+    config = load_config(args.config)
+    secret = passphrase(os.environ, config.key_passphrase_file)
+    directory = args.out if args.action == "generate" else args.dir
+    with beside_node(config, secret) as audit:
+        before = _kids(directory, args.participant)
+        status = _key_action(args)
+        if status != 0:
+            return status
+        public = read_public(directory / f"{args.participant}.public.jwks.json")
+        fields: dict[str, Any] = {"owner": args.participant, "by": operator()}
+        if args.action == "revoke":
+            key = public.verify_key(args.kid)
+            fields |= {"kid": args.kid, "revoked_at": key.revoked_at if key else None}
+        else:
+            fields["kids"] = [public.signing[0].kid, public.encryption[0].kid]
+        if args.action == "generate":
+            audit.record("key.generated", purpose="participant", **fields)
+        elif args.action == "rotate":
+            retired = sorted(before - set(fields["kids"]))
+            audit.record("key.rotated", retired=retired, overlap_s=args.overlap, **fields)
+        else:
+            audit.record("key.revoked", **fields)
+        print(f"recorded {'key.' + args.action + 'd'} in the audit log {config.audit.dir}")
+    return 0
+
+
+def _kids(directory: Path, participant: str) -> set[str]:
+    path = directory / f"{participant}.public.jwks.json"
+    if not path.exists():
+        return set()
+    public = read_public(path)
+    return {k.kid for k in public.signing} | {k.kid for k in public.encryption}
+
+
+def _key_action(args: argparse.Namespace) -> int:
     if args.action == "generate":
         return keycmd.generate_command(
             participant=args.participant,
@@ -237,17 +392,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        return _demo(args)
-    if args.command == "serve":
-        return _serve(args.config)
-    if args.command == "contracts":
-        return _contracts(args)
-    if args.command == "keys":
-        return _keys(args)
-    if args.command == "envelope":
-        return _envelope(args)
-    return _new_token(args.participant)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "demo": _demo,
+        "serve": lambda a: _serve(a.config),
+        "contracts": _contracts,
+        "keys": _keys,
+        "envelope": _envelope,
+        "audit": _audit,
+        "token": lambda a: _new_token(a.participant),
+    }
+    return commands[args.command](args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -157,6 +157,13 @@ class Inbox:
             origin=f"{record.topic}/{record.partition}/{record.offset}",
             envelope_sha256=digest(record.value),
         )
+        self._audit.record(
+            "message.dead_lettered",
+            recipient=self.participant,
+            message_id=(record.header("ce_id") or "")[:64],
+            reason=exc.reason.value,
+            topic=dead.topic,
+        )
 
     def _revoked(self, partitions: set[Partition]) -> None:
         """Another member owns these partitions now: forget their messages."""

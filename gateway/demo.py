@@ -24,6 +24,9 @@ import aiohttp
 import yaml
 
 from gateway.api.auth import new_token
+from gateway.audit.search import Query, search
+from gateway.audit.store import KEY_FILE, read_verify_keys
+from gateway.audit.verify import verify
 from gateway.config import GatewayConfig, load_config
 from gateway.contracts import load_catalog
 from gateway.crypto.keys import PrivateKeys, write_keys
@@ -33,6 +36,7 @@ from gateway.node import RunningNode, kafka_for, running_node
 PRODUCER = "minhealth"
 CONSUMERS = ("socialtreasury", "acme-analytics")
 CONTRACT = "health.patient-referral"
+AUDITOR = "security-team"
 _RECEIVE_TIMEOUT_S = 30.0
 
 
@@ -41,6 +45,7 @@ class Outcome:
     published: list[dict[str, Any]] = field(default_factory=list)
     received: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -57,9 +62,13 @@ def default_contracts_dir() -> Path:
 def prepare_state(state_dir: Path, contracts_dir: Path, port: int) -> tuple[Path, dict[str, str]]:
     """Write demo keys, tokens and a node config; return the config path and tokens."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    # A random passphrase for the demo keys, in a 0600 file the node is pointed at.
-    secret = secrets.token_urlsafe(32)
-    _write_secret(state_dir / "key-passphrase", secret)
+    # A random passphrase for the demo keys, in a 0600 file the node is pointed at; a
+    # second run keeps it, so the node's audit key (and audit log) carry on.
+    secret_file = state_dir / "key-passphrase"
+    secret = secret_file.read_text().strip() if secret_file.exists() else ""
+    if not secret:
+        secret = secrets.token_urlsafe(32)
+        _write_secret(secret_file, secret)
     tokens: dict[str, str] = {}
     participants = []
     for participant in (PRODUCER, *CONSUMERS):
@@ -67,14 +76,17 @@ def prepare_state(state_dir: Path, contracts_dir: Path, port: int) -> tuple[Path
         token, digest = new_token()
         tokens[participant] = token
         participants.append({"id": participant, "token_sha256": [digest]})
+    token, digest = new_token()
+    tokens[AUDITOR] = token
     config = {
         "node_id": "demo-node",
         "contracts_dir": str(contracts_dir.resolve()),
         "keys_dir": str((state_dir / "keys").resolve()),
-        "audit_path": str((state_dir / "audit.jsonl").resolve()),
+        "audit": {"dir": str((state_dir / "audit").resolve())},
         "key_passphrase_file": str((state_dir / "key-passphrase").resolve()),
         "state_dir": str(state_dir.resolve()),
         "participants": participants,
+        "auditors": [{"id": AUDITOR, "token_sha256": [digest]}],
         "http": {"host": "127.0.0.1", "port": port},
         # Short group timings: the embedded broker waits them out on every join.
         "kafka": {"session_timeout_s": 6, "heartbeat_interval_s": 1, "rebalance_timeout_s": 2},
@@ -176,9 +188,9 @@ async def demo(
         config = load_config(config_path)
         quiet = say if not as_json else (lambda _: None)
         with kafka_for(config) as live:
-            outcome = await _run(
-                live, contracts, tokens, quiet, serve=serve, state=state, kept=bool(state_dir)
-            )
+            outcome = await _run(live, contracts, tokens, quiet, serve=serve, state=state)
+        _check_audit(outcome, config)
+        _summary(outcome, config, quiet, kept=bool(state_dir))
     if as_json:
         say(json.dumps({"ok": outcome.ok, **asdict(outcome)}, indent=2))
     return 0 if outcome.ok else 1
@@ -192,7 +204,6 @@ async def _run(
     *,
     serve: bool,
     state: Path,
-    kept: bool,
 ) -> Outcome:
     broker = config.kafka.bootstrap
     async with running_node(config) as node:
@@ -201,10 +212,27 @@ async def _run(
         say(f"\nminhealth publishes {CONTRACT} referrals over HTTP:")
         say("")
         outcome = await run_scenario(node, contracts, tokens, say)
-        _summary(outcome, config, say, kept=kept)
         if serve and outcome.ok:
             await _serve_forever(node, tokens, state, say)
     return outcome
+
+
+def _check_audit(outcome: Outcome, config: GatewayConfig) -> None:
+    """Verify the audit log the node left (after it stopped and signed its last head)."""
+    directory = config.audit.dir
+    assert directory is not None
+    report = verify(directory, read_verify_keys(directory / KEY_FILE))
+    first = next((p["message_id"] for p in outcome.published if p["status"] == 202), None)
+    life = [r["event"] for r in search(directory, Query(message_id=first)).records] if first else []
+    outcome.audit = {
+        "dir": str(directory),
+        "records": report.records,
+        "signed_heads": report.heads,
+        "verified": report.ok,
+        "first_message_life": life,
+    }
+    if not report.ok:
+        outcome.problems.append(f"audit log does not verify: {report.problems[0].message}")
 
 
 def _summary(
@@ -213,11 +241,19 @@ def _summary(
     accepted = sum(1 for p in outcome.published if p["status"] == 202)
     rejected = len(outcome.published) - accepted
     delivered = sum(len(v) for v in outcome.received.values())
-    audit_events = 0
-    if config.audit_path and config.audit_path.exists():
-        audit_events = len(config.audit_path.read_text().splitlines())
-    where = f"in {config.audit_path}" if kept else "temporary; keep it with --state-dir DIR"
-    say(f"\nAudit trail: {audit_events} events, digests only ({where})")
+    audit = outcome.audit
+    where = f"in {audit['dir']}" if kept else "temporary; keep it with --state-dir DIR"
+    verdict_audit = "verified" if audit["verified"] else "DOES NOT VERIFY"
+    say(
+        f"\nAudit trail: {audit['records']} records, {audit['signed_heads']} signed tree heads, "
+        f"{verdict_audit}; digests only ({where})"
+    )
+    if audit["first_message_life"]:
+        say(f"  first message: {' -> '.join(audit['first_message_life'])}")
+    if kept:
+        first = next(p["message_id"] for p in outcome.published if p["status"] == 202)
+        say(f"  gateway audit verify {audit['dir']}")
+        say(f"  gateway audit search --dir {audit['dir']} --id {first}")
     verdict = "OK" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
     say(
         f"Result: {verdict} - {accepted} accepted, {rejected} rejected, "
@@ -234,6 +270,10 @@ async def _serve_forever(
     say(
         f"\nTry:\n  curl -s -H 'Authorization: Bearer {tokens[CONSUMERS[0]]}' "
         f"'{node.url}/v1/inbox?wait=5'"
+    )
+    say(
+        f"  curl -s -H 'Authorization: Bearer {tokens[AUDITOR]}' "
+        f"'{node.url}/v1/audit?outcome=rejected'"
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

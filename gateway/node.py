@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway.api.app import NodeParts, create_app
 from gateway.api.keys import READINESS
 from gateway.audit import AuditLog
-from gateway.audit.keys import copy_to_log, load_or_create
+from gateway.audit.keys import open_node_log, operator
 from gateway.config import GatewayConfig
 from gateway.contracts import load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
@@ -87,17 +87,11 @@ def open_audit(config: GatewayConfig, secret: bytes | None) -> AuditLog:
         created = None
     else:
         assert secret is not None
-        signer, fresh = load_or_create(config.keys_dir, config.node_id, secret)
-        copy_to_log(config.audit.dir, config.node_id, signer)
-        audit = AuditLog(
-            node_id=config.node_id,
-            directory=config.audit.dir,
-            signer=signer,
-            settings=config.audit,
-        )
-        created = signer.kid if fresh else None
+        audit, created = open_node_log(config, secret)
     if created is not None:
-        audit.record("key.generated", owner=config.node_id, purpose="audit", kids=[created])
+        audit.record(
+            "key.generated", owner=config.node_id, purpose="audit", kids=[created], by=operator()
+        )
     audit.record(
         "config.loaded",
         config_sha256=config_digest(config),

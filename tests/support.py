@@ -93,7 +93,11 @@ class Federation:
 
     def audit(self, node_id: str) -> list[dict[str, Any]]:
         """The records of a node's audit log, oldest first."""
-        return [record for _, record in records(self.root / f"{node_id}.audit")]
+        return self.audit_at(self.root / f"{node_id}.audit")
+
+    @staticmethod
+    def audit_at(directory: Path) -> list[dict[str, Any]]:
+        return [record for _, record in records(directory)]
 
     def envelope(
         self,

@@ -64,7 +64,12 @@ EVENTS: dict[str, Event] = {
     "access.denied": Event(
         "denied",
         "an authenticated caller asked for what its role does not allow",
-        ("principal", "reason", "method", "path"),
+        ("principal", "role", "reason", "method", "path"),
+    ),
+    "audit.searched": Event(
+        "read",
+        "an auditor read the audit trail over HTTP (the filters, never the results)",
+        ("principal", "filters", "count"),
     ),
     "contract.registered": Event(
         "registered",
@@ -80,14 +85,18 @@ EVENTS: dict[str, Event] = {
     "participant.suspended": Event("suspended", "a participant was suspended", _PARTICIPANT),
     "participant.reinstated": Event("reinstated", "a participant was reinstated", _PARTICIPANT),
     "participant.revoked": Event("revoked", "a participant was removed for good", _PARTICIPANT),
-    "key.generated": Event("generated", "new keys were created", ("owner", "purpose", "kids")),
+    "key.generated": Event(
+        "generated", "new keys were created", ("owner", "purpose", "kids", "by")
+    ),
     "key.rotated": Event(
         "rotated",
         "keys were replaced; the old ones verify within the overlap",
-        ("owner", "kids", "retired", "overlap_s"),
+        ("owner", "kids", "retired", "overlap_s", "by"),
     ),
     "key.revoked": Event(
-        "revoked", "a signing key was revoked from a time on", ("owner", "kid", "revoked_at")
+        "revoked",
+        "a signing key was revoked from a time on",
+        ("owner", "kid", "revoked_at", "by"),
     ),
     "config.loaded": Event(
         "loaded",
