@@ -11,7 +11,7 @@
     gateway envelope seal --key SENDER.sig.pem --to RECIPIENT.public.jwks.json --contract ID
         [--version V] PAYLOAD.json
     gateway envelope open --key RECIPIENT.enc.pem --from SENDER.public.jwks.json ENVELOPE
-    gateway token new --participant ID
+    gateway token new (--participant ID | --auditor ID)
     gateway audit verify PATH [--key AUDIT.jwks.json] [--json]
     gateway audit prove (--id MESSAGE_ID | --from-head N [--to-head M]) [--dir DIR] [--out FILE]
     gateway audit check-proof PROOF.json --key AUDIT.jwks.json [--json]
@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="bearer tokens")
     token_cmds = token.add_subparsers(dest="action", required=True)
     new = token_cmds.add_parser("new", help="a new token and the digest for the config")
-    new.add_argument("--participant", required=True)
+    who = new.add_mutually_exclusive_group(required=True)
+    who.add_argument("--participant", help="a participant this node hosts")
+    who.add_argument("--auditor", help="a security team member: reads GET /v1/audit only")
     return parser
 
 
@@ -399,7 +401,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "keys": _keys,
         "envelope": _envelope,
         "audit": _audit,
-        "token": lambda a: _new_token(a.participant),
+        "token": lambda a: _new_token(a.participant or a.auditor, auditor=a.auditor is not None),
     }
     return commands[args.command](args)
 
@@ -450,14 +452,13 @@ def _serve(config_path: Path) -> int:
     return 0
 
 
-def _new_token(participant: str) -> int:
-    if not PARTICIPANT_ID.fullmatch(participant):
-        raise ConfigError(f"'{participant}' is not a valid participant id")
+def _new_token(name: str, *, auditor: bool) -> int:
+    kind = "auditor" if auditor else "participant"
+    if not PARTICIPANT_ID.fullmatch(name):
+        raise ConfigError(f"'{name}' is not a valid {kind} id")
     token, digest = new_token()
-    print(f"token for {participant} (give it to them; it is not stored):\n  {token}")
-    print(
-        f"add to the node config under participants -> {participant} -> token_sha256:\n  {digest}"
-    )
+    print(f"token for {name} (give it to them; it is not stored):\n  {token}")
+    print(f"add to the node config under {kind}s -> {name} -> token_sha256:\n  {digest}")
     return 0
 
 

@@ -5,9 +5,12 @@ own files stay the source of truth: the shipper keeps a cursor of what the
 broker acknowledged (``shipped.json`` in the audit directory), so records
 appended while the broker was away, or before a restart, are read back from
 the segments and sent later, in order. Each Kafka record is keyed by node id
-(one node's trail stays in one partition, in order); its value is the exact
-stored line, so leaf hashes and proofs can be checked from the topic alone;
-the ``gw_kind`` header says ``record`` or ``head``.
+(one node's trail stays in one partition, in order); its value is one or more
+lines exactly as stored, joined by newlines (JSON Lines), so leaf hashes and
+proofs can be checked from the topic alone. Headers: ``gw_kind`` (``record``
+or ``head``), ``gw_node``, ``gw_first`` (the first line's seq, or head number)
+and ``gw_count``. Lines are packed because each Kafka record costs the node a
+produce: one per audit record would add a second produce to every message.
 
 Delivery to the topic is at least once: after a broker timeout a batch may
 arrive twice. Readers deduplicate by (node, ``seq``) for records and (node,
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import deque
 from pathlib import Path
 
@@ -33,6 +37,9 @@ log = structlog.get_logger("gateway.audit")
 
 CURSOR = "shipped.json"
 _BATCH = 500
+_MAX_VALUE = 256 * 1024
+"""Bytes of JSON Lines in one Kafka record at most (brokers accept 1 MB by default)."""
+_CURSOR_EVERY_S = 1.0
 _MAX_QUEUED = 50_000
 """Lines held in memory at most; past that the shipper reads from the files again."""
 
@@ -58,6 +65,8 @@ class AuditShipper:
         self._records, self._heads = self._read_cursor()
         self._behind = True  # first, catch up from the files
         self._closing = False
+        self._dirty = False
+        self._saved_at = time.monotonic()
         audit.subscribe(self._appended)
         audit.hold_from(lambda: self._records)  # retention spares what is not shipped
 
@@ -84,6 +93,7 @@ class AuditShipper:
                 self._queue.clear()
                 self._queue.extend(self._unshipped())
             if not self._queue:
+                self._save_cursor()
                 if self._closing:
                     return
                 self._wake.clear()
@@ -117,16 +127,12 @@ class AuditShipper:
                     self._queue.extend(self._unshipped())
                 while self._queue:
                     await self._ship()
+        self._save_cursor()
         return not self._queue and not self._behind
 
     async def _ship(self) -> None:
         batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
-        records = [
-            OutboundRecord(
-                self._topic, self._key, line, (("gw_kind", kind.encode()), ("gw_node", self._key))
-            )
-            for kind, line in batch
-        ]
+        records = self._pack(batch)
         try:
             await self._publisher.publish(records)
         except TransportError as exc:
@@ -141,7 +147,38 @@ class AuditShipper:
             else:
                 numbered = _numbered(line)
                 self._heads = numbered[0] + 1 if numbered else self._heads
-        self._write_cursor()
+        self._dirty = True
+        if time.monotonic() - self._saved_at >= _CURSOR_EVERY_S:
+            self._save_cursor()
+
+    def _pack(self, batch: list[tuple[str, bytes]]) -> list[OutboundRecord]:
+        """Consecutive lines of one kind, as JSON Lines in as few Kafka records as the size
+        bound allows (one Kafka record per audit record would add a second produce to every
+        message: measured in benchmarks/audit_e2e.py)."""
+        packed: list[OutboundRecord] = []
+        records = self._records
+        i = 0
+        while i < len(batch):
+            kind, size, j = batch[i][0], 0, i
+            while j < len(batch) and batch[j][0] == kind and size + len(batch[j][1]) < _MAX_VALUE:
+                size += len(batch[j][1]) + 1
+                j += 1
+            j = max(j, i + 1)  # one line always goes, whatever its size
+            lines = [line for _, line in batch[i:j]]
+            if kind == "record":
+                first, records = records, records + len(lines)
+            else:
+                numbered = _numbered(lines[0])
+                first = numbered[0] if numbered else self._heads
+            headers = (
+                ("gw_kind", kind.encode()),
+                ("gw_node", self._key),
+                ("gw_first", str(first).encode()),
+                ("gw_count", str(len(lines)).encode()),
+            )
+            packed.append(OutboundRecord(self._topic, self._key, b"\n".join(lines), headers))
+            i = j
+        return packed
 
     def _unshipped(self) -> list[tuple[str, bytes]]:
         """Records from seq ``records`` and heads from number ``heads`` on, in the order
@@ -175,6 +212,14 @@ class AuditShipper:
             return int(data["records"]), int(data["heads"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0, 0
+
+    def _save_cursor(self) -> None:
+        """Persist the cursor: when idle, and at most once a second under load (a crash
+        may then send up to a second's records again: delivery is at least once)."""
+        if self._dirty:
+            self._write_cursor()
+            self._dirty = False
+            self._saved_at = time.monotonic()
 
     def _write_cursor(self) -> None:
         path = self._dir / CURSOR

@@ -43,10 +43,27 @@ def accepted(audit: AuditLog, n: int) -> None:
     )
 
 
+def lines(broker: MemoryBroker, kind: str | None = None) -> list[tuple[str, bytes]]:
+    """Every line on the topic, unpacked from the JSON Lines values, with its kind."""
+    found = []
+    for record in broker.records(TOPIC):
+        headers = dict(record.headers)
+        got = headers["gw_kind"].decode()
+        values = record.value.split(b"\n")
+        assert int(headers["gw_count"]) == len(values)
+        if kind in (None, got):
+            found += [(got, value) for value in values]
+    return found
+
+
 def shipped(broker: MemoryBroker) -> list[tuple[str, dict[str, object]]]:
-    return [
-        (dict(r.headers)["gw_kind"].decode(), json.loads(r.value)) for r in broker.records(TOPIC)
-    ]
+    return [(kind, json.loads(value)) for kind, value in lines(broker)]
+
+
+async def settle(broker: MemoryBroker, count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(lines(broker)) < count:  # noqa: ASYNC110 - polls a fake broker
+            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -58,12 +75,6 @@ async def running(shipper: AuditShipper) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def settle(broker: MemoryBroker, count: int) -> None:
-    async with asyncio.timeout(5):
-        while len(broker.records(TOPIC)) < count:  # noqa: ASYNC110 - polls a fake broker
-            await asyncio.sleep(0.01)
 
 
 async def test_every_record_and_head_reaches_the_topic_in_order(tmp_path: Path) -> None:
@@ -80,9 +91,7 @@ async def test_every_record_and_head_reaches_the_topic_in_order(tmp_path: Path) 
     # A head follows the records it covers: records 0-2, head (3), 3-5, head (6), 6.
     assert kinds == ["record"] * 3 + ["head"] + ["record"] * 3 + ["head"] + ["record"]
     stored = [line.raw for line, _ in records(tmp_path / "audit")]
-    assert [r.value for r in broker.records(TOPIC) if dict(r.headers)["gw_kind"] == b"record"] == (
-        stored
-    )
+    assert [value for _, value in lines(broker, "record")] == stored
     assert {r.key for r in broker.records(TOPIC)} == {b"node-a"}
     assert shipper.shipped == (7, 2)
     audit.close()
@@ -103,7 +112,7 @@ async def test_records_written_while_the_broker_is_down_are_sent_when_it_returns
         for n in range(1, 5):
             accepted(audit, n)
         await asyncio.sleep(0.05)
-        assert len(broker.records(TOPIC)) == 1
+        assert len(lines(broker)) == 1
         broker.down = False
         await settle(broker, 5)
 
@@ -254,4 +263,47 @@ async def test_retention_spares_segments_the_topic_has_not_taken_yet(tmp_path: P
     assert [body["seq"] for kind, body in shipped(broker) if kind == "record"][:12] == list(
         range(12)
     )
+    audit.close()
+
+
+async def test_lines_are_packed_by_kind_with_their_first_number_and_count(
+    tmp_path: Path,
+) -> None:
+    broker = MemoryBroker()
+    audit = open_log(tmp_path / "audit", head_every_records=4)
+    for n in range(6):  # records 0-3, head 0, records 4-5
+        accepted(audit, n)
+    shipper = AuditShipper(audit, MemoryPublisher(broker), topic=TOPIC, node="node-a")
+
+    assert await shipper.flush(1.0) is True
+
+    packed = [
+        (dict(r.headers)["gw_kind"], dict(r.headers)["gw_first"], dict(r.headers)["gw_count"])
+        for r in broker.records(TOPIC)
+    ]
+    assert packed == [
+        (b"record", b"0", b"4"),
+        (b"head", b"0", b"1"),
+        (b"record", b"4", b"2"),
+    ]
+    stored = [line.raw for line, _ in records(tmp_path / "audit")]
+    assert [value for _, value in lines(broker, "record")] == stored
+    audit.close()
+
+
+async def test_a_value_stays_under_the_size_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.audit.shipper._MAX_VALUE", 700)
+    broker = MemoryBroker()
+    audit = open_log(tmp_path / "audit")
+    for n in range(5):
+        accepted(audit, n)
+    shipper = AuditShipper(audit, MemoryPublisher(broker), topic=TOPIC, node="node-a")
+
+    assert await shipper.flush(1.0) is True
+
+    assert all(len(r.value) <= 700 for r in broker.records(TOPIC))
+    assert len(broker.records(TOPIC)) > 1
+    assert [body["seq"] for _, body in shipped(broker)] == list(range(5))
     audit.close()
