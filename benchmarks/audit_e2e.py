@@ -69,7 +69,7 @@ class Switch(AuditLog):
     def size(self) -> int:
         return self.inner.size
 
-    def subscribe(self, listener: Callable[[str, bytes], None]) -> None:
+    def subscribe(self, listener: Callable[[str, int, bytes], None]) -> None:
         self.inner.subscribe(listener)
 
     def hold_from(self, floor: Callable[[], int]) -> None:

@@ -125,6 +125,11 @@ def _audit_commands(commands: Any) -> None:
     check = actions.add_parser("verify", help="recompute the log and check every signed head")
     check.add_argument("path", type=Path, help="the node's audit directory")
     check.add_argument("--key", type=Path, help="the node's audit public key (JWK Set)")
+    check.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="accept records newer than the last signed head (a running node's log)",
+    )
     check.add_argument("--json", action="store_true")
     prove = actions.add_parser("prove", help="an inclusion or consistency proof, as JSON")
     what = prove.add_mutually_exclusive_group(required=True)
@@ -163,7 +168,13 @@ def _audit(args: argparse.Namespace) -> int:
     from gateway.audit import commands as auditcmd  # noqa: PLC0415
 
     if args.action == "verify":
-        return auditcmd.verify_command(args.path, key=args.key, as_json=args.json, say=print)
+        return auditcmd.verify_command(
+            args.path,
+            key=args.key,
+            allow_unsigned=args.allow_unsigned,
+            as_json=args.json,
+            say=print,
+        )
     if args.action == "prove":
         return auditcmd.prove_command(
             args.dir,

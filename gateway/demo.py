@@ -228,11 +228,13 @@ def _check_audit(outcome: Outcome, config: GatewayConfig) -> None:
         "dir": str(directory),
         "records": report.records,
         "signed_heads": report.heads,
-        "verified": report.ok,
+        "verified": report.ok and not report.unsigned,
         "first_message_life": life,
     }
     if not report.ok:
         outcome.problems.append(f"audit log does not verify: {report.problems[0].message}")
+    elif report.unsigned:
+        outcome.problems.append(f"{report.unsigned} audit records are covered by no signed head")
 
 
 def _summary(
@@ -250,8 +252,8 @@ def _summary(
     )
     if audit["first_message_life"]:
         say(f"  first message: {' -> '.join(audit['first_message_life'])}")
-    if kept:
-        first = next(p["message_id"] for p in outcome.published if p["status"] == 202)
+    first = next((p["message_id"] for p in outcome.published if p["status"] == 202), None)
+    if kept and first:
         say(f"  gateway audit verify {audit['dir']}")
         say(f"  gateway audit search --dir {audit['dir']} --id {first}")
     verdict = "OK" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -23,6 +23,7 @@ from gateway.api.app import NodeParts, create_app
 from gateway.api.keys import READINESS
 from gateway.audit import AuditLog
 from gateway.audit.keys import open_node_log, operator
+from gateway.audit.store import AuditError
 from gateway.config import GatewayConfig
 from gateway.contracts import load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
@@ -72,11 +73,21 @@ async def running_node(
     secret = passphrase(os.environ, config.key_passphrase_file) if needs_secret else None
     keys = KeyStore.load(config.keys_dir, hosted=hosted, secret=secret)
     audit = open_audit(config, secret)
+    stopped = False
+
+    def stop() -> None:
+        """Record node.stopped, once, and sign a head over it."""
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            audit.record("node.stopped")
+            audit.sign_head()
+
     try:
-        async with _serving(config, keys, audit, transport) as node:
+        async with _serving(config, keys, audit, transport, stop) as node:
             yield node
     finally:
-        audit.record("node.stopped")
+        stop()
         audit.close()
 
 
@@ -111,7 +122,11 @@ def config_digest(config: GatewayConfig) -> str:
 
 @contextlib.asynccontextmanager
 async def _serving(
-    config: GatewayConfig, keys: KeyStore, audit: AuditLog, transport: Transport | None
+    config: GatewayConfig,
+    keys: KeyStore,
+    audit: AuditLog,
+    transport: Transport | None,
+    on_stop: Callable[[], None],
 ) -> AsyncIterator[RunningNode]:
     hosted = frozenset(p.id for p in config.participants)
     parts = NodeParts(
@@ -147,6 +162,9 @@ async def _serving(
         finally:
             signing.cancel()
             await asyncio.gather(signing, return_exceptions=True)
+            # Recorded and signed while the producer still runs, so that the audit
+            # topic receives the last head of this run now, not at the next start.
+            on_stop()
     finally:
         await runner.cleanup()
         parts.seen.close()
@@ -159,5 +177,5 @@ async def _sign_heads(audit: AuditLog, config: GatewayConfig) -> None:
         await asyncio.sleep(tick)
         try:
             audit.sign_head_if_due()
-        except OSError as exc:  # a full disk must not stop the node's other work
+        except (OSError, AuditError) as exc:  # a full disk must not stop the node's work
             log.error("audit_head_failed", error=str(exc))

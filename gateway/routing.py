@@ -36,6 +36,10 @@ from gateway.ids import new_message_id
 from gateway.jsonparse import parse_json
 from gateway.transport import OutboundRecord, Publisher
 
+_MAX_POINTERS = 50
+_MAX_POINTER = 200
+"""Violations named in a ``message.rejected`` record at most, and characters of each."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublishRequest:
@@ -173,7 +177,11 @@ class Router:
     def _refused(self, message_id: str, request: PublishRequest, exc: GatewayError) -> None:
         fields: dict[str, object] = {}
         if isinstance(exc, ContractViolation):
-            fields["pointers"] = [v.pointer for v in exc.violations]
+            # Bounded: a body crafted to fail everywhere must not make a huge record.
+            pointers = [v.pointer[:_MAX_POINTER] for v in exc.violations]
+            fields["pointers"] = pointers[:_MAX_POINTERS]
+            if len(pointers) > _MAX_POINTERS:
+                fields["pointers_total"] = len(pointers)
         self._audit.record(
             "message.rejected",
             message_id=message_id,

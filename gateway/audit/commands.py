@@ -17,27 +17,33 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from gateway.audit.events import EVENTS
 from gateway.audit.proofs import InvalidProof, check_proof, prove_consistency, prove_message
-from gateway.audit.search import Query, search
+from gateway.audit.search import Query, matching, search
 from gateway.audit.store import KEY_FILE, AuditError, read_verify_keys
 from gateway.audit.verify import verify
 
 Say = Callable[[str], None]
 
 
-def verify_command(path: Path, *, key: Path | None, as_json: bool, say: Say) -> int:
+def verify_command(
+    path: Path, *, key: Path | None, allow_unsigned: bool, as_json: bool, say: Say
+) -> int:
+    """Exit 0 only when every record is chained, every head holds, and every record is
+    covered by a signed head (a stopped node signs one last head; for a running node's
+    log, ``allow_unsigned`` accepts the records written since its newest head)."""
     if not path.is_dir():
         raise AuditError(f"no audit log at {path}: not a directory")
     key_path = key or path / KEY_FILE
     report = verify(path, read_verify_keys(key_path))
+    unsigned = report.ok and report.unsigned > 0 and not allow_unsigned
     if as_json:
-        say(json.dumps(report.to_json(), indent=2))
-        return 0 if report.ok else 1
+        say(json.dumps({**report.to_json(), "key_from_log": key is None}, indent=2))
+        return 0 if report.ok and not unsigned else 1
     say(f"audit log {path}" + (f" (node {report.node})" if report.node else ""))
     if report.size:
         say(f"  records {report.first_seq}..{report.size - 1}: {report.records} checked")
@@ -52,6 +58,14 @@ def verify_command(path: Path, *, key: Path | None, as_json: bool, say: Say) -> 
         say(f"  {report.unsigned} newest records not yet covered by a signed head")
     if key is None:
         say(f"  key: {key_path} (from the log itself; pin the node's key with --key)")
+    if unsigned:
+        say(
+            f"UNSIGNED: records {report.signed_size}..{report.size - 1} are covered by no "
+            "signed head, so nothing proves they are the node's (a stopped node signs a last "
+            "head; records rewritten after the last head was deleted look like this too). "
+            "For a running node's log, pass --allow-unsigned"
+        )
+        return 1
     if report.ok:
         say("verified: every record and signed head holds")
         return 0
@@ -93,7 +107,7 @@ def check_proof_command(proof_path: Path, *, key: Path, as_json: bool, say: Say)
     keys = read_verify_keys(key)
     try:
         document = json.loads(_read(proof_path))
-    except ValueError:
+    except (ValueError, RecursionError):
         say(f"invalid: {proof_path} is not JSON")
         return 1
     try:
@@ -138,7 +152,7 @@ def export_command(directory: Path, query: Query, *, out: Path | None, say: Say)
     count = 0
     target: IO[str]
     with out.open("w", encoding="utf-8") if out else _stdout() as target:
-        for record in _all(directory, query):
+        for record in matching(directory, query):
             target.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
             count += 1
     if out is not None:
@@ -159,16 +173,6 @@ def events_command(*, as_json: bool, say: Say) -> int:
         if event.fields:
             say(f"{'':<24} fields: {', '.join(event.fields)}")
     return 0
-
-
-def _all(directory: Path, query: Query) -> Iterator[dict[str, Any]]:
-    after: int | None = None
-    while True:
-        page = search(directory, query, after=after, limit=1000)
-        yield from page.records
-        if page.next_after is None:
-            return
-        after = page.next_after
 
 
 _BRIEF = (

@@ -34,7 +34,7 @@ EVENTS: dict[str, Event] = {
     "message.rejected": Event(
         "rejected",
         "a publish was refused and nothing was sent (reason; JSON pointers of violations)",
-        (*_MESSAGE, "reason", "pointers"),
+        (*_MESSAGE, "reason", "pointers", "pointers_total"),
     ),
     "message.delivered": Event(
         "delivered", "a verified message was handed to its recipient", (*_RECEIVED, "mode")

@@ -51,6 +51,8 @@ FORBIDDEN_FIELDS = frozenset(
 )
 RESERVED_FIELDS = frozenset({"seq", "prev", "event", "node", "time", "outcome"})
 _CHECKED = FORBIDDEN_FIELDS | RESERVED_FIELDS
+MAX_RECORD_BYTES = 64 * 1024
+"""A rendered record at most: the audit topic and every reader can rely on it."""
 _ENCODER = json.JSONEncoder(sort_keys=True, default=str)
 """One encoder, made once: sorted keys, so a record's bytes do not depend on call order."""
 
@@ -60,8 +62,9 @@ def _serialize(value: Any, **_: Any) -> str:
     return _ENCODER.encode(value)
 
 
-Listener = Callable[[str, bytes], None]
-"""Called with ("record" | "head", line) after each append, on the appending thread."""
+Listener = Callable[[str, int, bytes], None]
+"""Called with ("record", seq, line) or ("head", number, line) after each append, on the
+appending thread."""
 
 
 def digest(payload: bytes) -> str:
@@ -139,6 +142,11 @@ class AuditLog:
     def directory(self) -> Path | None:
         return self._dir
 
+    @property
+    def next_head(self) -> int:
+        """The number the next signed head will carry."""
+        return self._next_head
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
@@ -152,13 +160,9 @@ class AuditLog:
         spec = EVENTS.get(event)
         if spec is None:
             raise ValueError(f"'{event}' is not in the audit event catalogue")
-        if not fields.keys().isdisjoint(_CHECKED) or dict in map(type, fields.values()):
-            leaked = _leaked(fields)
-            if leaked:
-                raise ValueError(f"audit events never carry {sorted(leaked)}")
-            clash = RESERVED_FIELDS & set(fields)
-            if clash:
-                raise ValueError(f"{sorted(clash)} are set by the audit log itself")
+        types = set(map(type, fields.values()))
+        if not fields.keys().isdisjoint(_CHECKED) or dict in types or list in types:
+            _check_names(fields)
         entry: dict[str, Any] = {
             **fields,
             "event": event,
@@ -175,13 +179,17 @@ class AuditLog:
             entry["seq"] = self._tree.size
             entry["prev"] = self._prev
             line = str(self._render(None, "", entry)).encode()
+            if len(line) > MAX_RECORD_BYTES:
+                raise ValueError(
+                    f"an audit record of {len(line)} bytes: callers bound their fields"
+                )
             _append(self._segment, line + b"\n", self._segment_bytes)
             leaf = leaf_hash(line)
             self._tree.append(leaf)
             self._prev = leaf.hex()
             self._segment_bytes += len(line) + 1
             for listener in self._listeners:
-                listener("record", line)
+                listener("record", entry["seq"], line)
             if self._segment_bytes >= self._settings.segment_max_bytes:
                 self._rotate()
             elif self._tree.size - self._signed_size >= self._settings.head_every_records:
@@ -249,7 +257,7 @@ class AuditLog:
         self._signed_size = self._tree.size
         self._signed_at = time.monotonic()
         for listener in self._listeners:
-            listener("head", line)
+            listener("head", head.head, line)
         return signed
 
     def _rotate(self) -> None:
@@ -260,6 +268,7 @@ class AuditLog:
         self._segment.close()
         self._segment_start = self._tree.size
         self._segment = _open_append(self._dir / segment_name(self._segment_start))
+        _sync_directory(self._dir)
         self._segment_bytes = 0
         self._apply_retention()
 
@@ -286,9 +295,13 @@ class AuditLog:
             if _head_size(raw) >= first_kept
         ]
         temporary = self._dir / f".{HEADS}.tmp"
-        temporary.write_bytes(b"".join(raw + b"\n" for raw in kept_heads))
+        with temporary.open("wb") as handle:
+            handle.write(b"".join(raw + b"\n" for raw in kept_heads))
+            handle.flush()
+            os.fsync(handle.fileno())
         self._heads.close()
         os.replace(temporary, self._dir / HEADS)
+        _sync_directory(self._dir)  # the pruned heads are durable before any segment goes
         self._heads = _open_append(self._dir / HEADS)
         for start, path in present:
             if start < first_kept:
@@ -400,13 +413,32 @@ def _dropped(name: str, data: bytes) -> dict[str, Any]:
     return {"segment": name, "dropped_bytes": len(data), "dropped_sha256": digest(data)}
 
 
+def _check_names(fields: dict[str, Any]) -> None:
+    leaked = _leaked(fields)
+    if leaked:
+        raise ValueError(f"audit events never carry {sorted(leaked)}")
+    clash = RESERVED_FIELDS & set(fields)
+    if clash:
+        raise ValueError(f"{sorted(clash)} are set by the audit log itself")
+
+
 def _leaked(fields: dict[str, Any]) -> set[str]:
     """Forbidden names among the fields, at any depth."""
     found = set(FORBIDDEN_FIELDS & set(fields))
     for value in fields.values():
-        if isinstance(value, dict):
-            found |= _leaked(value)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict):
+                found |= _leaked(item)
     return found
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a file created, renamed or removed in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _open_append(path: Path) -> IO[bytes]:

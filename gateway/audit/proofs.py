@@ -59,7 +59,7 @@ def _load(directory: Path, wanted: set[int] | None = None) -> _Log:
             raise AuditError(
                 f"heads.jsonl:{number} is damaged ({exc}); run gateway audit verify"
             ) from exc
-        stored_heads.append((head, str(entry["signature"] if entry else "")))
+        stored_heads.append((head, str(entry.get("signature", "") if entry else "")))
     present = segments(directory)
     start = present[0][0] if present else 0
     frontier = Frontier()
@@ -69,7 +69,10 @@ def _load(directory: Path, wanted: set[int] | None = None) -> _Log:
         )
         if checkpoint is None or checkpoint.frontier is None:
             raise AuditError(f"no checkpoint head for record {start}; run gateway audit verify")
-        frontier = Frontier(start, [bytes.fromhex(h) for h in checkpoint.frontier])
+        try:
+            frontier = Frontier(start, [bytes.fromhex(h) for h in checkpoint.frontier])
+        except ValueError as exc:
+            raise AuditError(f"the checkpoint head for record {start} is damaged: {exc}") from exc
     leaves: list[bytes] = []
     kept: dict[int, bytes] = {}
     for _, path in present:
@@ -84,7 +87,11 @@ def _load(directory: Path, wanted: set[int] | None = None) -> _Log:
 
 
 def _signed(log: _Log, head: TreeHead, signature: str) -> dict[str, Any]:
-    if log.hashes.root(head.size).hex() != head.root:
+    try:
+        root = log.hashes.root(head.size).hex()
+    except ValueError:
+        root = ""  # the head covers more records than the log holds: truncated
+    if root != head.root:
         raise AuditError(
             f"the log does not match head {head.head}: run gateway audit verify before proving"
         )
@@ -239,11 +246,15 @@ def _inclusion(item: Any, where: str, size: int, root: bytes) -> dict[str, Any]:
     index, record = item["leaf_index"], item["record"]
     if type(index) is not int or not isinstance(record, str):
         raise InvalidProof(f"{where}: leaf_index is an integer and record a string")
-    parsed = parse_record(record.encode())
+    try:
+        raw = record.encode()
+    except UnicodeEncodeError:
+        raise InvalidProof(f"{where}: the record is not valid text") from None
+    parsed = parse_record(raw)
     if parsed is None or parsed.get("seq") != index:
         raise InvalidProof(f"{where}: the record's seq is not its leaf index {index}")
     path = _hashes(item["path"], f"{where}.path")
-    if not _included(leaf_hash(record.encode()), index, size, path, root):
+    if not _included(leaf_hash(raw), index, size, path, root):
         raise InvalidProof(f"{where}: record {index} is not in the signed tree")
     return parsed
 

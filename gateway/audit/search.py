@@ -96,6 +96,13 @@ def search(directory: Path, query: Query, *, after: int | None = None, limit: in
     return Page(found, None)
 
 
+def matching(directory: Path, query: Query) -> Iterator[dict[str, Any]]:
+    """Every matching record, oldest first, in one pass (for exports)."""
+    for _, record in _stored(directory, None):
+        if query.matches(record):
+            yield record
+
+
 def parse_time(text: str) -> datetime:
     """An RFC 3339 / ISO 8601 time with ``Z`` or an offset, as UTC; a date alone is midnight UTC.
 
@@ -118,7 +125,10 @@ def parse_time(text: str) -> datetime:
         ) from None
     if when.utcoffset() is None:
         raise ValueError(f"'{given}' has no UTC offset: add Z (UTC) or an offset like +01:00")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"'{given}' is outside the years a time can have") from None
 
 
 # -- scanning -------------------------------------------------------------------

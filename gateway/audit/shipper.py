@@ -13,8 +13,8 @@ and ``gw_count``. Lines are packed because each Kafka record costs the node a
 produce: one per audit record would add a second produce to every message.
 
 Delivery to the topic is at least once: after a broker timeout a batch may
-arrive twice. Readers deduplicate by (node, ``seq``) for records and (node,
-``head``) for heads.
+arrive twice. Readers deduplicate by node, ``seq`` (or ``head``) and the line's
+hash: after a power cut a node may reuse a seq the disk lost for a new record.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -39,6 +40,8 @@ CURSOR = "shipped.json"
 _BATCH = 500
 _MAX_VALUE = 256 * 1024
 """Bytes of JSON Lines in one Kafka record at most (brokers accept 1 MB by default)."""
+Line = tuple[str, int, bytes]
+"""(kind, seq or head number, the stored line)"""
 _CURSOR_EVERY_S = 1.0
 _MAX_QUEUED = 50_000
 """Lines held in memory at most; past that the shipper reads from the files again."""
@@ -60,9 +63,11 @@ class AuditShipper:
         self._topic = topic
         self._key = node.encode()
         self._backoff = retry_backoff_s
-        self._queue: deque[tuple[str, bytes]] = deque()
+        self._queue: deque[Line] = deque()
+        self._generation = 0
+        """Bumped whenever the queue is dropped: a batch in flight then pops nothing."""
         self._wake = asyncio.Event()
-        self._records, self._heads = self._read_cursor()
+        self._records, self._heads = self._read_cursor(audit)
         self._behind = True  # first, catch up from the files
         self._closing = False
         self._dirty = False
@@ -75,31 +80,48 @@ class AuditShipper:
         """The next record seq and head number to ship: all before were acknowledged."""
         return self._records, self._heads
 
-    def _appended(self, kind: str, line: bytes) -> None:
+    def _appended(self, kind: str, number: int, line: bytes) -> None:
         if self._behind:
             return  # the catch-up from the files will find it
         if len(self._queue) >= _MAX_QUEUED:
-            self._queue.clear()
-            self._behind = True
+            self._drop_queue()
         else:
-            self._queue.append((kind, line))
+            self._queue.append((kind, number, line))
         self._wake.set()
+
+    def _drop_queue(self) -> None:
+        self._queue.clear()
+        self._generation += 1
+        self._behind = True
+
+    def _catch_up(self) -> None:
+        """Queue the next lines from the files (at most ``_MAX_QUEUED``); stay behind
+        until the files hold nothing more than the queue."""
+        pending, complete = self._unshipped(_MAX_QUEUED)
+        self._queue.clear()
+        self._queue.extend(pending)
+        self._generation += 1
+        self._behind = not complete
 
     async def run(self) -> None:
         """Ship until :meth:`close`; a failed batch is retried after a pause."""
-        while True:
-            if self._behind:
-                self._behind = False
-                self._queue.clear()
-                self._queue.extend(self._unshipped())
-            if not self._queue:
-                self._save_cursor()
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._ship()
+        try:
+            while True:
+                if self._behind and not self._queue:
+                    self._catch_up()
+                if not self._queue:
+                    self._save_cursor()
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._ship()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("audit_shipper_failed", shipped=self.shipped)
+            raise
 
     async def close(self, task: asyncio.Task[None], timeout_s: float) -> bool:
         """Let ``task`` (running :meth:`run`) ship what is queued, then stop it.
@@ -114,81 +136,76 @@ class AuditShipper:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             return False
-        return not self._queue
+        return not self._queue and not self._behind
 
     async def flush(self, timeout_s: float) -> bool:
         """Ship what is pending without a running task; False when the broker did not
         take it all in time."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                if self._behind:
-                    self._behind = False
-                    self._queue.clear()
-                    self._queue.extend(self._unshipped())
-                while self._queue:
+                while True:
+                    if self._behind and not self._queue:
+                        self._catch_up()
+                    if not self._queue:
+                        break
                     await self._ship()
         self._save_cursor()
         return not self._queue and not self._behind
 
     async def _ship(self) -> None:
         batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
-        records = self._pack(batch)
+        generation = self._generation
         try:
-            await self._publisher.publish(records)
+            await self._publisher.publish(self._pack(batch))
         except TransportError as exc:
             log.warning("audit_ship_failed", error=exc.detail, pending=len(self._queue))
             await asyncio.sleep(self._backoff)
             return
-        for _ in batch:
-            self._queue.popleft()
-        for kind, line in batch:
+        if generation == self._generation:  # else the queue was dropped meanwhile
+            for _ in batch:
+                self._queue.popleft()
+        for kind, number, _ in batch:
             if kind == "record":
-                self._records += 1
+                self._records = max(self._records, number + 1)
             else:
-                numbered = _numbered(line)
-                self._heads = numbered[0] + 1 if numbered else self._heads
+                self._heads = max(self._heads, number + 1)
         self._dirty = True
         if time.monotonic() - self._saved_at >= _CURSOR_EVERY_S:
             self._save_cursor()
 
-    def _pack(self, batch: list[tuple[str, bytes]]) -> list[OutboundRecord]:
+    def _pack(self, batch: list[Line]) -> list[OutboundRecord]:
         """Consecutive lines of one kind, as JSON Lines in as few Kafka records as the size
         bound allows (one Kafka record per audit record would add a second produce to every
         message: measured in benchmarks/audit_e2e.py)."""
         packed: list[OutboundRecord] = []
-        records = self._records
         i = 0
         while i < len(batch):
             kind, size, j = batch[i][0], 0, i
-            while j < len(batch) and batch[j][0] == kind and size + len(batch[j][1]) < _MAX_VALUE:
-                size += len(batch[j][1]) + 1
+            while j < len(batch) and batch[j][0] == kind and size + len(batch[j][2]) < _MAX_VALUE:
+                size += len(batch[j][2]) + 1
                 j += 1
-            j = max(j, i + 1)  # one line always goes, whatever its size
-            lines = [line for _, line in batch[i:j]]
-            if kind == "record":
-                first, records = records, records + len(lines)
-            else:
-                numbered = _numbered(lines[0])
-                first = numbered[0] if numbered else self._heads
+            j = max(j, i + 1)  # one line always goes (a record is at most 64 KiB)
             headers = (
                 ("gw_kind", kind.encode()),
                 ("gw_node", self._key),
-                ("gw_first", str(first).encode()),
-                ("gw_count", str(len(lines)).encode()),
+                ("gw_first", str(batch[i][1]).encode()),
+                ("gw_count", str(j - i).encode()),
             )
-            packed.append(OutboundRecord(self._topic, self._key, b"\n".join(lines), headers))
+            value = b"\n".join(line for _, _, line in batch[i:j])
+            packed.append(OutboundRecord(self._topic, self._key, value, headers))
             i = j
         return packed
 
-    def _unshipped(self) -> list[tuple[str, bytes]]:
-        """Records from seq ``records`` and heads from number ``heads`` on, in the order
-        they were written (a head follows the records it covers)."""
-        pending: list[tuple[str, bytes]] = []
-        heads = []
+    def _unshipped(self, limit: int) -> tuple[list[Line], bool]:
+        """Up to ``limit`` records from seq ``records`` and heads from number ``heads`` on,
+        in the order they were written (a head follows the records it covers), and
+        whether that is everything the files hold."""
+        pending: list[Line] = []
+        heads: list[tuple[int, int, bytes]] = []
         for _, raw, complete in read_heads(self._dir):
             numbered = _numbered(raw) if complete else None
             if numbered is not None and numbered[0] >= self._heads:
-                heads.append((numbered[1], raw))
+                heads.append((numbered[1], numbered[0], raw))
         next_head = 0
         present = segments(self._dir)
         for i, (_, path) in enumerate(present):
@@ -200,18 +217,29 @@ class AuditShipper:
                 if type(seq) is not int or seq < self._records:
                     continue
                 while next_head < len(heads) and heads[next_head][0] <= seq:
-                    pending.append(("head", heads[next_head][1]))
+                    pending.append(("head", heads[next_head][1], heads[next_head][2]))
                     next_head += 1
-                pending.append(("record", line.raw))
-        pending.extend(("head", raw) for _, raw in heads[next_head:])
-        return pending
+                if len(pending) >= limit:
+                    return pending, False
+                pending.append(("record", seq, line.raw))
+        pending.extend(("head", number, raw) for _, number, raw in heads[next_head:])
+        return pending, True
 
-    def _read_cursor(self) -> tuple[int, int]:
+    def _read_cursor(self, audit: AuditLog) -> tuple[int, int]:
+        """The saved cursor, kept within what the log holds: never past its end (which
+        would skip records), never before its first retained record."""
         try:
             data = json.loads((self._dir / CURSOR).read_text())
-            return int(data["records"]), int(data["heads"])
+            records, heads = data["records"], data["heads"]
+            if type(records) is not int or type(heads) is not int:
+                raise TypeError
         except (OSError, ValueError, KeyError, TypeError):
-            return 0, 0
+            records, heads = 0, 0
+        present = segments(self._dir)
+        first = present[0][0] if present else 0
+        if records < first:
+            log.warning("audit_not_shipped_before_retention", lost_from=records, to=first)
+        return min(max(records, first), audit.size), max(0, min(heads, audit.next_head))
 
     def _save_cursor(self) -> None:
         """Persist the cursor: when idle, and at most once a second under load (a crash
@@ -224,7 +252,10 @@ class AuditShipper:
     def _write_cursor(self) -> None:
         path = self._dir / CURSOR
         temporary = path.with_name(f".{CURSOR}.tmp")
-        temporary.write_text(json.dumps({"records": self._records, "heads": self._heads}))
+        with temporary.open("w") as handle:
+            handle.write(json.dumps({"records": self._records, "heads": self._heads}))
+            handle.flush()
+            os.fsync(handle.fileno())
         temporary.replace(path)
 
 

@@ -233,3 +233,20 @@ async def test_openapi_describes_exactly_the_served_routes(gateway: Gateway) -> 
         if route.method != "HEAD" and route.resource is not None
     }
     assert described == served
+
+
+async def test_a_rejection_names_at_most_fifty_pointers_in_its_audit_record(
+    gateway: Gateway,
+) -> None:
+    body = referral()
+    body |= {f"extra-{n:03d}": 1 for n in range(70)}
+    async with gateway.http.post(
+        PUBLISH, json=body, headers=gateway.fed.auth("minhealth")
+    ) as response:
+        assert response.status == 422
+        assert len((await response.json())["errors"]) == 70  # the caller hears of every one
+
+    [rejected] = [e for e in audit_events(gateway) if e["event"] == "message.rejected"]
+    assert len(rejected["pointers"]) == 50
+    assert rejected["pointers_total"] == 70
+    assert all(p.startswith("/extra-") for p in rejected["pointers"])

@@ -14,7 +14,16 @@ import pytest
 from gateway.audit.events import EVENTS
 from gateway.audit.keys import copy_to_log, load_or_create, publish
 from gateway.audit.log import AuditLog, digest
-from gateway.audit.store import KEY_FILE, audit_key_paths, read_verify_keys, records, segments
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.store import (
+    HEADS,
+    KEY_FILE,
+    ZERO,
+    audit_key_paths,
+    read_verify_keys,
+    records,
+    segments,
+)
 from gateway.audit.verify import verify
 from gateway.cli import main
 from gateway.crypto.jwk import SignKey, Suite
@@ -691,3 +700,88 @@ def test_a_running_node_with_another_audit_key_is_left_alone(
         assert snapshot(node.keys, node.audit) == files
     finally:
         log.close()
+
+
+# -- records no head covers ------------------------------------------------------------------
+
+
+def rewrite_after_last_head(directory: Path) -> None:
+    """What an attacker with write access can do: drop the newest head, then rewrite the
+    records it covered and recompute their chain (the chain needs no key)."""
+    heads = directory / HEADS
+    kept = heads.read_bytes().splitlines()[:-1]
+    heads.write_bytes(b"".join(line + b"\n" for line in kept))
+    segment = segment_of(directory)
+    out, prev = [], ZERO
+    for raw in segment.read_bytes().splitlines():
+        record = json.loads(raw)
+        if record["seq"] >= 4:
+            record["prev"] = prev
+            if record.get("sender"):
+                record["sender"] = "mallory"
+        line = json.dumps(record, sort_keys=True).encode()
+        out.append(line if record["seq"] >= 4 else raw)
+        prev = leaf_hash(out[-1]).hex()
+    segment.write_bytes(b"".join(line + b"\n" for line in out))
+
+
+def test_records_no_signed_head_covers_fail_verification(
+    run: Run, audit: Path, pinned: Path
+) -> None:
+    rewrite_after_last_head(audit)
+
+    result = run("audit", "verify", audit, "--key", pinned)
+
+    assert result.code == 1
+    assert result.out.splitlines()[-1].startswith(
+        "UNSIGNED: records 4..6 are covered by no signed head"
+    )
+    assert "verified" not in result.out
+
+
+def test_a_running_nodes_log_verifies_with_allow_unsigned(
+    run: Run, audit: Path, pinned: Path, key: SignKey
+) -> None:
+    log = AuditLog(node_id=NODE, directory=audit, signer=key)
+    message(log, "message.accepted", "msg-9", recipients=["socialtreasury"])  # not signed yet
+
+    strict = run("audit", "verify", audit, "--key", pinned)
+    allowed = run("audit", "verify", audit, "--key", pinned, "--allow-unsigned")
+    as_json = run("audit", "verify", audit, "--key", pinned, "--json")
+    log.close()
+
+    assert strict.code == 1
+    assert "UNSIGNED: records 7..7" in strict.out
+    assert allowed.code == 0
+    assert "1 newest records not yet covered by a signed head" in allowed.out
+    report = json.loads(as_json.out)
+    assert (as_json.code, report["ok"], report["unsigned"]) == (1, True, 1)
+    assert report["key_from_log"] is False
+
+
+def test_a_log_whose_heads_file_was_deleted_does_not_verify(
+    run: Run, audit: Path, pinned: Path
+) -> None:
+    (audit / HEADS).unlink()
+
+    result = run("audit", "verify", audit, "--key", pinned)
+
+    assert result.code == 1
+    assert "UNSIGNED: records 0..6" in result.out
+
+
+def test_check_proof_refuses_a_deeply_nested_file(run: Run, tmp_path: Path, pinned: Path) -> None:
+    proof = tmp_path / "deep.json"
+    proof.write_text("[" * 100_000 + "]" * 100_000)
+
+    result = run("audit", "check-proof", proof, "--key", pinned)
+
+    assert (result.code, result.out) == (1, f"invalid: {proof} is not JSON\n")
+    assert "Traceback" not in result.err
+
+
+def test_a_time_before_year_one_is_refused_not_crashed(run: Run, audit: Path) -> None:
+    result = run("audit", "search", "--dir", audit, "--since", "0001-01-01T00:00:00+01:00")
+
+    assert result.code == 2
+    assert "outside the years a time can have" in result.err

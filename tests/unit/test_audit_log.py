@@ -215,14 +215,15 @@ def test_sign_head_if_due_signs_once_the_interval_passed(directory: Path, signer
 
 
 def test_every_listener_sees_the_exact_lines_written(open_log: Open, directory: Path) -> None:
-    seen: list[tuple[str, bytes]] = []
+    seen: list[tuple[str, int, bytes]] = []
     log = open_log()
-    log.subscribe(lambda kind, line: seen.append((kind, line)))
+    log.subscribe(lambda kind, number, line: seen.append((kind, number, line)))
     accepted(log, 0)
+    accepted(log, 1)
     log.close()
-    record_line = last_segment(directory).read_bytes().splitlines()[0]
+    records = last_segment(directory).read_bytes().splitlines()
     head_line = (directory / HEADS).read_bytes().splitlines()[0]
-    assert seen == [("record", record_line), ("head", head_line)]
+    assert seen == [("record", 0, records[0]), ("record", 1, records[1]), ("head", 0, head_line)]
 
 
 # -- restarts -------------------------------------------------------------------------
@@ -435,3 +436,21 @@ def test_a_failed_write_leaves_no_partial_line(
     log.close()
     assert [r["message_id"] for r in stored(directory)] == ["msg-0000", "msg-0001"]
     assert verify(directory, keys).ok
+
+
+def test_secret_fields_are_refused_inside_lists_of_mappings(open_log: Open) -> None:
+    log = open_log()
+    with pytest.raises(ValueError, match="private_key"):
+        log.record("config.loaded", participants=[{"id": "a", "private_key": "x"}])
+    assert log.size == 0
+
+
+def test_an_oversized_record_is_refused_before_it_is_written(
+    open_log: Open, directory: Path
+) -> None:
+    log = open_log()
+    with pytest.raises(ValueError, match="bytes: callers bound their fields"):
+        log.record("node.started", participants=["p" * 70_000], url="x")
+    accepted(log, 0)
+    log.close()
+    assert [r["seq"] for r in stored(directory)] == [0]

@@ -739,3 +739,31 @@ def test_consistency_from_a_pruned_head_fails(pruned: Path) -> None:
     for number in (0, first_kept - 1):
         with pytest.raises(AuditError, match=f"^there is no head {number} in the log"):
             prove_consistency(pruned, number)
+
+
+def test_a_record_that_is_not_valid_text_is_refused(
+    tmp_path: Path, keys: dict[str, VerifyKey], key: SignKey
+) -> None:
+    directory = tmp_path / "audit"
+    log = AuditLog(node_id="node-a", directory=directory, signer=key)
+    log.record("node.started", participants=[], url="x", message_id="m")
+    log.close()
+    proof = prove_message(directory, "m")
+    proof["inclusions"][0]["record"] = "\ud800"
+
+    with pytest.raises(InvalidProof, match="not valid text"):
+        check_proof(proof, keys)
+
+
+def test_a_stored_head_that_differs_only_in_json_type_is_refused(
+    tmp_path: Path, keys: dict[str, VerifyKey], key: SignKey
+) -> None:
+    directory = tmp_path / "audit"
+    log = AuditLog(node_id="node-a", directory=directory, signer=key)
+    log.record("node.started", participants=[], url="x", message_id="m")
+    log.close()
+    proof = prove_message(directory, "m")
+    proof["tree_head"]["size"] = float(proof["tree_head"]["size"])  # 1.0 == 1 in Python
+
+    with pytest.raises(InvalidProof, match="differs from what the signature covers"):
+        check_proof(proof, keys)

@@ -307,3 +307,99 @@ async def test_a_value_stays_under_the_size_bound(
     assert len(broker.records(TOPIC)) > 1
     assert [body["seq"] for _, body in shipped(broker)] == list(range(5))
     audit.close()
+
+
+async def test_an_overflow_while_a_batch_is_in_flight_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue is dropped while the broker holds a batch: that batch still counts as
+    shipped, and everything after it is read back from the files."""
+    monkeypatch.setattr("gateway.audit.shipper._MAX_QUEUED", 3)
+    broker = MemoryBroker()
+    audit = open_log(tmp_path / "audit")
+    publisher = MemoryPublisher(broker)
+    release = asyncio.Event()
+    real_publish = publisher.publish
+
+    async def held(batch: Sequence[OutboundRecord]) -> None:
+        await release.wait()
+        await real_publish(batch)
+
+    publisher.publish = held  # type: ignore[method-assign,assignment]
+    shipper = AuditShipper(audit, publisher, topic=TOPIC, node="node-a")
+    accepted(audit, 0)
+    task = asyncio.create_task(shipper.run())
+    await asyncio.sleep(0.02)  # record 0 is in flight
+    for n in range(1, 10):  # more than the queue holds
+        accepted(audit, n)
+    release.set()
+    await settle(broker, 10)
+    assert await shipper.close(task, 1.0) is True
+
+    seqs = [body["seq"] for _, body in shipped(broker)]
+    assert seqs == list(range(10))
+    assert shipper.shipped == (10, 0)
+    audit.close()
+
+
+async def test_a_backlog_larger_than_memory_is_sent_in_bounded_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.audit.shipper._MAX_QUEUED", 4)
+    broker = MemoryBroker()
+    audit = open_log(tmp_path / "audit")
+    for n in range(11):  # the backlog: in the files, never shipped
+        accepted(audit, n)
+    shipper = AuditShipper(audit, MemoryPublisher(broker), topic=TOPIC, node="node-a")
+    async with running(shipper):
+        accepted(audit, 11)  # arrives while the catch-up runs
+        await settle(broker, 12)
+        await asyncio.sleep(0.05)
+
+    assert [body["seq"] for _, body in shipped(broker)] == list(range(12))
+    assert max(len(r.value.split(b"\n")) for r in broker.records(TOPIC)) <= 4
+    audit.close()
+
+
+async def test_a_cursor_past_the_end_of_the_log_is_pulled_back(tmp_path: Path) -> None:
+    """A cursor from another log (or a restored backup) must not skip records."""
+    broker = MemoryBroker()
+    directory = tmp_path / "audit"
+    audit = open_log(directory)
+    accepted(audit, 0)
+    accepted(audit, 1)
+    (directory / "shipped.json").write_text('{"records": 500, "heads": 70}')
+    shipper = AuditShipper(audit, MemoryPublisher(broker), topic=TOPIC, node="node-a")
+
+    assert shipper.shipped == (2, 0)
+    accepted(audit, 2)
+    assert await shipper.flush(1.0) is True
+    assert [body["seq"] for _, body in shipped(broker)] == [2]
+    audit.close()
+
+
+async def test_after_retention_the_cursor_starts_at_the_first_record_kept(
+    tmp_path: Path,
+) -> None:
+    broker = MemoryBroker()
+    directory = tmp_path / "audit"
+    settings = AuditConfig(segment_max_bytes=600, retain_segments=1)
+    audit = AuditLog(node_id="node-a", directory=directory, signer=KEY, settings=settings)
+    for n in range(12):
+        accepted(audit, n)
+    audit.close()
+    first = min(r["seq"] for _, r in records(directory))
+    assert first > 0
+    (directory / "shipped.json").unlink(missing_ok=True)
+
+    audit = AuditLog(node_id="node-a", directory=directory, signer=KEY, settings=settings)
+    shipper = AuditShipper(audit, MemoryPublisher(broker), topic=TOPIC, node="node-a")
+    assert shipper.shipped[0] == first
+    assert await shipper.flush(1.0) is True
+
+    record_batches = [r for r in broker.records(TOPIC) if dict(r.headers)["gw_kind"] == b"record"]
+    assert dict(record_batches[0].headers)["gw_first"] == str(first).encode()
+    assert [body["seq"] for kind, body in shipped(broker) if kind == "record"] == list(
+        range(first, 12)
+    )
+    audit.close()
