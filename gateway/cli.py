@@ -12,7 +12,7 @@
         [--version V] PAYLOAD.json
     gateway envelope open --key RECIPIENT.enc.pem --from SENDER.public.jwks.json ENVELOPE
     gateway token new (--participant ID | --auditor ID)
-    gateway audit verify PATH [--key AUDIT.jwks.json] [--json]
+    gateway audit verify PATH [--key AUDIT.jwks.json] [--expect-head FILE] [--json]
     gateway audit prove (--id MESSAGE_ID | --from-head N [--to-head M]) [--dir DIR] [--out FILE]
     gateway audit check-proof PROOF.json --key AUDIT.jwks.json [--json]
     gateway audit search|export [--dir DIR] [--id ID] [--participant P] [--contract C]
@@ -130,6 +130,14 @@ def _audit_commands(commands: Any) -> None:
         action="store_true",
         help="accept records newer than the last signed head (a running node's log)",
     )
+    check.add_argument(
+        "--expect-head",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a signed head kept elsewhere (e.g. from the audit topic) the log must match",
+    )
     check.add_argument("--json", action="store_true")
     prove = actions.add_parser("prove", help="an inclusion or consistency proof, as JSON")
     what = prove.add_mutually_exclusive_group(required=True)
@@ -172,6 +180,7 @@ def _audit(args: argparse.Namespace) -> int:
             args.path,
             key=args.key,
             allow_unsigned=args.allow_unsigned,
+            expect=args.expect_head,
             as_json=args.json,
             say=print,
         )

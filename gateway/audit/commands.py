@@ -1,6 +1,7 @@
 """``gateway audit ...``: what a security team runs over a node's audit log.
 
-    gateway audit verify PATH [--key AUDIT.jwks.json] [--json]
+    gateway audit verify PATH [--key AUDIT.jwks.json] [--allow-unsigned]
+        [--expect-head HEAD.json] [--json]
     gateway audit prove --id MESSAGE_ID [--dir DIR] [--out FILE]
     gateway audit prove --from-head N [--to-head M] [--dir DIR] [--out FILE]
     gateway audit check-proof PROOF.json --key AUDIT.jwks.json [--json]
@@ -17,21 +18,28 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from gateway.audit.events import EVENTS
 from gateway.audit.proofs import InvalidProof, check_proof, prove_consistency, prove_message
 from gateway.audit.search import Query, matching, search
-from gateway.audit.store import KEY_FILE, AuditError, read_verify_keys
+from gateway.audit.store import KEY_FILE, AuditError, SignedHead, open_head, read_verify_keys
 from gateway.audit.verify import verify
+from gateway.crypto.jwk import VerifyKey
 
 Say = Callable[[str], None]
 
 
 def verify_command(
-    path: Path, *, key: Path | None, allow_unsigned: bool, as_json: bool, say: Say
+    path: Path,
+    *,
+    key: Path | None,
+    allow_unsigned: bool,
+    expect: Sequence[Path] = (),
+    as_json: bool,
+    say: Say,
 ) -> int:
     """Exit 0 only when every record is chained, every head holds, and every record is
     covered by a signed head (a stopped node signs one last head; for a running node's
@@ -39,7 +47,8 @@ def verify_command(
     if not path.is_dir():
         raise AuditError(f"no audit log at {path}: not a directory")
     key_path = key or path / KEY_FILE
-    report = verify(path, read_verify_keys(key_path))
+    keys = read_verify_keys(key_path)
+    report = verify(path, keys, anchors=[_expected_head(p, keys) for p in expect])
     unsigned = report.ok and report.unsigned > 0 and not allow_unsigned
     if as_json:
         say(json.dumps({**report.to_json(), "key_from_log": key is None}, indent=2))
@@ -74,6 +83,15 @@ def verify_command(
     for problem in rest[:9]:
         say(f"  also: {problem.message}")
     return 1
+
+
+def _expected_head(path: Path, keys: dict[str, VerifyKey]) -> SignedHead:
+    """A head kept outside the log: one stored head line (as in heads.jsonl or the topic)."""
+    try:
+        text = _read(path).strip().splitlines()
+        return open_head(json.loads(text[-1] if text else ""), keys)
+    except (ValueError, RecursionError) as exc:
+        raise AuditError(f"{path}: not a signed tree head the key verifies ({exc})") from exc
 
 
 def prove_command(

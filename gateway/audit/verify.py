@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,19 +101,24 @@ class Report:
         }
 
 
-def verify(directory: Path, keys: dict[str, VerifyKey]) -> Report:
+def verify(
+    directory: Path, keys: dict[str, VerifyKey], *, anchors: Sequence[SignedHead] = ()
+) -> Report:
+    """Check the log; ``anchors`` are signed heads kept elsewhere (such as the audit
+    topic), which the log must still match: deleting the newest heads together with
+    the records after them cannot hide from a head the node already gave away."""
     report = Report(directory)
     present = segments(directory)
     from_zero = not present or present[0][0] == 0
-    heads = _check_heads(directory, keys, report, first=0 if from_zero else None)
+    stored = _check_heads(directory, keys, report, first=0 if from_zero else None)
+    if not _same_node(anchors, report):
+        return report
+    heads = [*stored, *anchors]
     by_size: dict[int, list[SignedHead]] = {}
     for signed in heads:
         by_size.setdefault(signed.head.size, []).append(signed)
     if not present:
-        for signed in heads:
-            if signed.head.size > 0:
-                report.problems.append(_beyond(signed, 0))
-                break
+        _no_more_than(heads, 0, report)
         return report
     start = present[0][0]
     report.first_seq = start
@@ -125,11 +131,30 @@ def verify(directory: Path, keys: dict[str, VerifyKey]) -> Report:
         if not chain.segment(first, path, following):
             break
     else:
-        for signed in heads:
-            if signed.head.size > chain.expected:
-                report.problems.append(_beyond(signed, chain.expected))
-                break
+        _no_more_than(heads, chain.expected, report)
     return report
+
+
+def _no_more_than(heads: Sequence[SignedHead], size: int, report: Report) -> None:
+    """Name the first head that signs more records than the log holds."""
+    beyond = next((signed for signed in heads if signed.head.size > size), None)
+    if beyond is not None:
+        report.problems.append(_beyond(beyond, size))
+
+
+def _same_node(anchors: Sequence[SignedHead], report: Report) -> bool:
+    for anchor in anchors:
+        if report.node is not None and anchor.head.node != report.node:
+            report.problems.append(
+                Problem(
+                    "head-mismatch",
+                    f"the expected head {anchor.head.head} is node {anchor.head.node!r}'s, "
+                    f"not {report.node!r}'s",
+                    head=anchor.head.head,
+                )
+            )
+            return False
+    return True
 
 
 def _check_heads(

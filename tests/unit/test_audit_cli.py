@@ -785,3 +785,37 @@ def test_a_time_before_year_one_is_refused_not_crashed(run: Run, audit: Path) ->
 
     assert result.code == 2
     assert "outside the years a time can have" in result.err
+
+
+def test_a_head_kept_elsewhere_exposes_a_log_cut_back_to_an_older_head(
+    run: Run, audit: Path, pinned: Path, tmp_path: Path
+) -> None:
+    """Deleting the newest head together with the records after the one before it
+    leaves a log that verifies on its own; the head the security team kept does not."""
+    heads = (audit / HEADS).read_bytes().splitlines()
+    kept = tmp_path / "newest-head.json"
+    kept.write_bytes(heads[-1] + b"\n")
+    assert run("audit", "verify", audit, "--key", pinned, "--expect-head", kept).code == 0
+    (audit / HEADS).write_bytes(heads[0] + b"\n")  # head 0 covers records 0..3
+    segment = segment_of(audit)
+    segment.write_bytes(b"".join(line + b"\n" for line in segment.read_bytes().splitlines()[:4]))
+    assert run("audit", "verify", audit, "--key", pinned).code == 0  # alone, it looks fine
+
+    result = run("audit", "verify", audit, "--key", pinned, "--expect-head", kept)
+
+    assert result.code == 1
+    assert "TAMPERED: head 1 signs 7 records but the log ends at record 3" in result.out
+
+
+def test_an_expected_head_must_verify_with_the_key(
+    run: Run, audit: Path, pinned: Path, tmp_path: Path
+) -> None:
+    line = json.loads((audit / HEADS).read_bytes().splitlines()[-1])
+    line["tree_head"]["size"] = 99
+    forged = tmp_path / "forged-head.json"
+    forged.write_text(json.dumps(line))
+
+    result = run("audit", "verify", audit, "--key", pinned, "--expect-head", forged)
+
+    assert result.code == 1
+    assert result.err.startswith(f"gateway: error: {forged}: not a signed tree head the key")
