@@ -247,7 +247,8 @@ def _summary(
     where = f"in {audit['dir']}" if kept else "temporary; keep it with --state-dir DIR"
     verdict_audit = "verified" if audit["verified"] else "DOES NOT VERIFY"
     say(
-        f"\nAudit trail: {audit['records']} records, {audit['signed_heads']} signed tree heads, "
+        f"\nAudit trail: {audit['records']} records, {audit['signed_heads']} signed tree "
+        f"head{'s' if audit['signed_heads'] != 1 else ''}, "
         f"{verdict_audit}; digests only ({where})"
     )
     if audit["first_message_life"]:
