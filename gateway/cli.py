@@ -12,6 +12,7 @@
         [--version V] PAYLOAD.json
     gateway envelope open --key RECIPIENT.enc.pem --from SENDER.public.jwks.json ENVELOPE
     gateway token new (--participant ID | --auditor ID)
+    gateway participants submit FILE [--contracts DIR] [--json]
     gateway audit verify PATH [--key AUDIT.jwks.json] [--expect-head FILE] [--json]
     gateway audit prove (--id MESSAGE_ID | --from-head N [--to-head M]) [--dir DIR] [--out FILE]
     gateway audit check-proof PROOF.json --key AUDIT.jwks.json [--json]
@@ -72,6 +73,17 @@ def _parser() -> argparse.ArgumentParser:
 
     _audit_commands(commands)
 
+    participants = commands.add_parser("participants", help="participant files and onboarding")
+    participant_cmds = participants.add_subparsers(dest="action", required=True)
+    submit = participant_cmds.add_parser(
+        "submit", help="check a participant file and print what is missing"
+    )
+    submit.add_argument("file", type=Path, help="the participant file (YAML)")
+    submit.add_argument(
+        "--contracts", type=Path, help="check entitlements here (default: ./contracts if any)"
+    )
+    submit.add_argument("--json", action="store_true")
+
     token = commands.add_parser("token", help="bearer tokens")
     token_cmds = token.add_subparsers(dest="action", required=True)
     new = token_cmds.add_parser("new", help="a new token and the digest for the config")
@@ -117,6 +129,12 @@ def _key_commands(commands: Any) -> None:
             type=Path,
             help="record the change in this node's audit log (run while the node is stopped)",
         )
+
+
+def _participants(args: argparse.Namespace) -> int:
+    from gateway.participants.commands import submit_command  # noqa: PLC0415
+
+    return submit_command(args.file, contracts=args.contracts, as_json=args.json, say=print)
 
 
 def _audit_commands(commands: Any) -> None:
@@ -421,6 +439,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "keys": _keys,
         "envelope": _envelope,
         "audit": _audit,
+        "participants": _participants,
         "token": lambda a: _new_token(a.participant or a.auditor, auditor=a.auditor is not None),
     }
     return commands[args.command](args)

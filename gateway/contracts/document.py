@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from importlib import resources
 from typing import Any
-
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
 
 from gateway.contracts.compat import Mode, Policy
 from gateway.contracts.keywords import ContractValidator
 from gateway.contracts.migration import Migration
-from gateway.contracts.model import Classification, ContractVersion, Version, shown
+from gateway.contracts.model import Classification, ContractVersion, Version
 from gateway.contracts.projection import check_fields
-from gateway.contracts.validation import PayloadValidator, pointer
+from gateway.contracts.validation import PayloadValidator
 from gateway.errors import (
     ContractProblem,
     InvalidContract,
 )
+from gateway.schema_problems import schema_problems
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _FILE_SCHEMA = json.loads(
@@ -41,58 +38,8 @@ def file_schema() -> dict[str, Any]:
 
 
 def structure_problems(data: Any) -> list[ContractProblem]:
-    """Every way ``data`` breaks the contract-file schema, by JSON pointer.
-
-    A missing or unexpected member is reported at its own pointer
-    (``/classification``), and a value that matches no branch of a ``oneOf``
-    at the pointer of its most relevant error.
-    """
-    problems = {
-        (p.pointer, p.message): p
-        for error in _FILE_VALIDATOR.iter_errors(data)
-        for p in _problems(error)
-    }
-    return sorted(problems.values(), key=lambda p: (p.pointer.split("/"), p.message))
-
-
-def _problems(error: ValidationError) -> Iterator[ContractProblem]:
-    if error.validator in ("oneOf", "anyOf"):
-        branch = _fitting_branch(error)
-        if branch:
-            for e in branch:
-                yield from _problems(e)
-            return
-    path = list(error.absolute_path)
-    instance: Any = error.instance
-    expected: Any = error.validator_value
-    if error.validator == "required" and isinstance(instance, dict):
-        for name in expected:
-            if name not in instance:
-                yield ContractProblem(
-                    pointer([*path, name]), f"required member '{name}' is missing"
-                )
-        return
-    if error.validator == "additionalProperties" and isinstance(instance, dict):
-        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-        for name in instance:
-            if name not in declared:
-                yield ContractProblem(
-                    pointer([*path, name]), f"'{shown(name)}' is not a member of a contract file"
-                )
-        return
-    yield ContractProblem(pointer(path), error.message[:300])
-
-
-def _fitting_branch(error: ValidationError) -> list[ValidationError]:
-    """The errors of the ``oneOf`` branch meant for this kind of value (it passed ``type``)."""
-    fitting = [
-        e for e in error.context or () if not (e.validator == "type" and not e.relative_path)
-    ]
-    relevant = best_match(fitting)
-    if relevant is None:
-        return []
-    branch = relevant.relative_schema_path[0]
-    return [e for e in fitting if e.relative_schema_path[0] == branch]
+    """Every way ``data`` breaks the contract-file schema, by JSON pointer."""
+    return schema_problems(_FILE_VALIDATOR, data, "contract file")
 
 
 def parse_contract(data: Any) -> ContractVersion:
