@@ -18,6 +18,7 @@ names the key (``http.port``) or the variable (``GATEWAY_HTTP__PORT``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -114,6 +115,21 @@ class Auditor:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """How much one participant may publish; a key left out (None) is unlimited.
+
+    Refusals are 429 problems with ``Retry-After`` (see :mod:`gateway.limits`)."""
+
+    messages_per_s: float | None = None
+    """Sustained publish attempts per second (a token bucket's refill rate)."""
+    burst: int | None = None
+    """Publish attempts allowed at once above the rate (the bucket's size);
+    default: one second's worth, at least 1. Needs ``messages_per_s``."""
+    bytes_per_day: int | None = None
+    """Payload bytes of accepted publishes per UTC calendar day."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LocalParticipant:
     """A participant this node hosts: it holds their private keys and tokens."""
 
@@ -123,6 +139,8 @@ class LocalParticipant:
     pinned_versions: Mapping[str, str] = field(default_factory=dict)
     """Contract id -> the version this participant consumes; older messages are
     upgraded to it with the contracts' migrations."""
+    limits: Limits | None = None
+    """This participant's publish limits; None: the node's ``default_limits``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +157,8 @@ class GatewayConfig:
     """Where the node keeps state that must survive a restart (the replay window)."""
     participants: tuple[LocalParticipant, ...] = ()
     auditors: tuple[Auditor, ...] = ()
+    default_limits: Limits | None = None
+    """Publish limits of hosted participants without their own; None: unlimited."""
     audit: AuditConfig = field(default_factory=AuditConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -157,6 +177,12 @@ class GatewayConfig:
 
     def local(self, participant: str) -> LocalParticipant | None:
         return next((p for p in self.participants if p.id == participant), None)
+
+    def limits_of(self, participant: str) -> Limits | None:
+        """The participant's own limits, else the node's default (a whole section, not merged)."""
+        local = self.local(participant)
+        own = local.limits if local is not None else None
+        return own if own is not None else self.default_limits
 
 
 def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -300,6 +326,7 @@ def _scalar(hint: Any, value: Any, where: str, base: Path) -> Any:
 
 def _from_text(hint: Any, text: str) -> Any:
     """Turn an environment string into the YAML value it stands for."""
+    hint = _required(hint)
     if hint is str or hint is Path or typing.get_origin(hint) is not None:
         return text
     try:
@@ -308,9 +335,19 @@ def _from_text(hint: Any, text: str) -> Any:
         raise ConfigError(f"cannot read value {text!r}") from exc
 
 
+def _required(hint: Any) -> Any:
+    """``X`` for ``X | None``; any other hint unchanged."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0] if len(rest) == 1 else hint
+    return hint
+
+
 def _check(config: GatewayConfig) -> None:
     _check_participants(config)
     _check_limits(config)
+    _check_publish_limits(config)
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port: must be between 0 and 65535")
     if not re.fullmatch(r"[A-Za-z0-9._-]*", config.prefix):
@@ -366,3 +403,23 @@ def _check_limits(config: GatewayConfig) -> None:
     for key, number in not_negative.items():
         if not number >= 0:  # also refuses NaN
             raise ConfigError(f"{key}: must not be negative")
+
+
+def _check_publish_limits(config: GatewayConfig) -> None:
+    sections = [("default_limits", config.default_limits)]
+    sections += [(f"participants.{p.id}.limits", p.limits) for p in config.participants]
+    for where, limits in sections:
+        if limits is not None:
+            _check_publish_limit(where, limits)
+
+
+def _check_publish_limit(where: str, limits: Limits) -> None:
+    rate, burst, quota = limits.messages_per_s, limits.burst, limits.bytes_per_day
+    if rate is not None and not 0 < rate < math.inf:  # also refuses NaN
+        raise ConfigError(f"{where}.messages_per_s: must be a finite number greater than zero")
+    if burst is not None and burst < 1:
+        raise ConfigError(f"{where}.burst: must be at least 1")
+    if burst is not None and rate is None:
+        raise ConfigError(f"{where}.burst: needs messages_per_s (the rate it refills at)")
+    if quota is not None and quota <= 0:
+        raise ConfigError(f"{where}.bytes_per_day: must be greater than zero")

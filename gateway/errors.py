@@ -182,6 +182,32 @@ class Forbidden(AuthError):
     title = "Not allowed"
 
 
+class Throttled(GatewayError):
+    """The participant is over a publish limit; the same request may succeed later."""
+
+    code = "throttled"
+    title = "Too many requests"
+    reason: ClassVar[str] = "limit"
+    """The ``reason`` of the ``message.throttled`` audit record."""
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        """Whole seconds until the request may succeed (the ``Retry-After`` header)."""
+
+
+class RateLimited(Throttled):
+    code = "rate-limited"
+    title = "Publish rate exceeded"
+    reason = "rate"
+
+
+class QuotaExceeded(Throttled):
+    code = "quota-exceeded"
+    title = "Daily quota exceeded"
+    reason = "quota"
+
+
 class NoAuditLog(GatewayError):
     """The node keeps audit events in its structured log only: nothing to search."""
 

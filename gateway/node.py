@@ -28,6 +28,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
 from gateway.errors import ConfigError
+from gateway.limits import Clock
 from gateway.replay import SeenStore
 from gateway.transport import Transport
 from gateway.transport.broker import EmbeddedBroker
@@ -63,9 +64,11 @@ def kafka_for(config: GatewayConfig) -> Iterator[GatewayConfig]:
 
 @contextlib.asynccontextmanager
 async def running_node(
-    config: GatewayConfig, *, transport: Transport | None = None
+    config: GatewayConfig, *, transport: Transport | None = None, clock: Clock | None = None
 ) -> AsyncIterator[RunningNode]:
-    """Serve one node until the block exits, then shut down gracefully."""
+    """Serve one node until the block exits, then shut down gracefully.
+
+    ``clock`` drives the publish limits (default: the system's)."""
     hosted = frozenset(p.id for p in config.participants)
     if config.state_dir is not None:
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +87,7 @@ async def running_node(
             audit.sign_head()
 
     try:
-        async with _serving(config, keys, audit, transport, stop) as node:
+        async with _serving(config, keys, audit, transport, stop, clock=clock) as node:
             yield node
     finally:
         stop()
@@ -127,6 +130,8 @@ async def _serving(
     audit: AuditLog,
     transport: Transport | None,
     on_stop: Callable[[], None],
+    *,
+    clock: Clock | None,
 ) -> AsyncIterator[RunningNode]:
     hosted = frozenset(p.id for p in config.participants)
     parts = NodeParts(
@@ -140,6 +145,7 @@ async def _serving(
             window_s=config.delivery.max_age_s + config.delivery.max_clock_skew_s,
             max_entries=config.delivery.replay_max_entries,
         ),
+        clock=clock,
     )
     runner = web.AppRunner(
         create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0

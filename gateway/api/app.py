@@ -16,7 +16,17 @@ from aiohttp import web
 
 from gateway.api import audit, contracts, handlers
 from gateway.api.auth import Authenticator
-from gateway.api.keys import AUDIT, AUTH, CATALOG, CONFIG, INBOXES, READINESS, ROUTER, Readiness
+from gateway.api.keys import (
+    AUDIT,
+    AUTH,
+    CATALOG,
+    CONFIG,
+    INBOXES,
+    LIMITER,
+    READINESS,
+    ROUTER,
+    Readiness,
+)
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problem_middleware
 from gateway.audit import AuditLog
@@ -25,6 +35,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
+from gateway.limits import Clock, Limiter
 from gateway.receiving import Receiver
 from gateway.replay import SeenStore
 from gateway.routing import Router
@@ -46,6 +57,8 @@ class NodeParts:
     transport: Transport
     seen: SeenStore
     """Message ids each hosted participant acknowledged (replay defence)."""
+    clock: Clock | None = None
+    """The clocks publish limits run on; None: the system's (tests pass a fake)."""
 
 
 def create_app(parts: NodeParts) -> web.Application:
@@ -61,6 +74,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[READINESS] = Readiness()
     app[INBOXES] = {}
     app[AUDIT] = parts.audit
+    app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
     return app

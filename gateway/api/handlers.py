@@ -11,19 +11,21 @@ import json
 from aiohttp import web
 
 from gateway.api.auth import Principal, Role
-from gateway.api.keys import AUTH, CALLER, CONFIG, INBOXES, READINESS, ROUTER
+from gateway.api.keys import AUDIT, AUTH, CALLER, CONFIG, INBOXES, LIMITER, READINESS, ROUTER
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
 from gateway.delivery import Delivery, Inbox
 from gateway.errors import (
     Forbidden,
     InvalidParameter,
     PayloadTooLarge,
+    Throttled,
     UnsupportedMediaType,
 )
 from gateway.jsonparse import parse_json
 from gateway.routing import PublishRequest
 
 _MAX_RECIPIENTS = 64
+_MAX_AUDITED_CONTRACT = 200
 
 
 def principal_of(request: web.Request, role: Role) -> Principal:
@@ -74,23 +76,19 @@ def _recipients(request: web.Request) -> list[str]:
 
 async def publish(request: web.Request) -> web.Response:
     sender = participant_of(request)
-    require_json(request)
-    traceparent = request.headers.get("traceparent")
-    if traceparent is not None and not TRACEPARENT.fullmatch(traceparent):
-        raise InvalidParameter("traceparent", "traceparent is not a W3C trace context")
-    config = request.app[CONFIG]
-    body = await read_body(request, config.http.max_body_bytes)
-    accepted = await request.app[ROUTER].publish(
-        PublishRequest(
-            sender=sender,
-            contract=request.match_info["contract"],
-            body=body,
-            to=_recipients(request),
-            ordering_key=_token_header(request, "X-Ordering-Key"),
-            correlation_id=_token_header(request, "X-Correlation-Id"),
-            traceparent=traceparent,
-        )
-    )
+    limiter = request.app[LIMITER]
+    size = request.content_length
+    try:
+        # 1. The rate, before any work on the request (every attempt counts).
+        limiter.admit(sender)
+        body = await _publish_body(request)
+        size = len(body)
+        # 2. The daily quota: checked before the work, counted only once accepted.
+        with limiter.quota(sender, size):
+            accepted = await request.app[ROUTER].publish(_publish_request(request, sender, body))
+    except Throttled as exc:
+        _audit_throttled(request, exc, sender=sender, payload_size=size)
+        raise
     return web.json_response(
         {
             "message_id": accepted.message_id,
@@ -98,6 +96,40 @@ async def publish(request: web.Request) -> web.Response:
             "recipients": list(accepted.recipients),
         },
         status=202,
+    )
+
+
+async def _publish_body(request: web.Request) -> bytes:
+    require_json(request)
+    return await read_body(request, request.app[CONFIG].http.max_body_bytes)
+
+
+def _publish_request(request: web.Request, sender: str, body: bytes) -> PublishRequest:
+    traceparent = request.headers.get("traceparent")
+    if traceparent is not None and not TRACEPARENT.fullmatch(traceparent):
+        raise InvalidParameter("traceparent", "traceparent is not a W3C trace context")
+    return PublishRequest(
+        sender=sender,
+        contract=request.match_info["contract"],
+        body=body,
+        to=_recipients(request),
+        ordering_key=_token_header(request, "X-Ordering-Key"),
+        correlation_id=_token_header(request, "X-Correlation-Id"),
+        traceparent=traceparent,
+    )
+
+
+def _audit_throttled(
+    request: web.Request, exc: Throttled, *, sender: str, payload_size: int | None
+) -> None:
+    """Record a refused publish as ``message.throttled``: who, what, why; never the payload."""
+    request.app[AUDIT].record(
+        "message.throttled",
+        sender=sender,
+        contract=request.match_info["contract"][:_MAX_AUDITED_CONTRACT],
+        reason=exc.reason,
+        retry_after_s=exc.retry_after_s,
+        payload_size=payload_size,
     )
 
 

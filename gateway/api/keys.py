@@ -12,6 +12,7 @@ from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.delivery import Inbox
+from gateway.limits import Limiter
 from gateway.routing import Router
 
 
@@ -33,6 +34,7 @@ ROUTER = web.AppKey("router", Router)
 INBOXES = web.AppKey("inboxes", dict[str, Inbox])
 READINESS = web.AppKey("readiness", Readiness)
 AUDIT = web.AppKey("audit", AuditLog)
+LIMITER = web.AppKey("limiter", Limiter)
 
 CALLER: ContextVar[Principal | None] = ContextVar("gateway_caller", default=None)
 """The request's authenticated caller, for the audit record of a refusal.

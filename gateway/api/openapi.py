@@ -143,7 +143,7 @@ _AUDIT_FILTERS = (
         "participant, owner or principal.",
     ),
     ("contract", "A contract id (any version) or id@version (exactly)."),
-    ("outcome", "e.g. accepted, rejected, delivered, acknowledged, denied."),
+    ("outcome", "e.g. accepted, rejected, throttled, delivered, acknowledged, denied."),
     ("event", "e.g. message.accepted, auth.failed; see `gateway audit events`."),
 )
 
@@ -199,7 +199,8 @@ _PATHS: dict[str, Any] = {
             "description": (
                 "Validates the body against the contract, signs it as the caller, encrypts it "
                 "to each recipient and answers 202 only after the broker acknowledged every "
-                "recipient's record."
+                "recipient's record. A caller over its publish rate or daily quota of payload "
+                "bytes (`limits` in the node's config) is answered 429 with Retry-After."
             ),
             "parameters": [
                 _CONTRACT_PARAM,
@@ -248,6 +249,7 @@ _PATHS: dict[str, Any] = {
                     ),
                 },
                 **_problems(400, 401, 403, 404, 413, 415, 422, 503),
+                "429": {"$ref": "#/components/responses/Throttled"},
             },
         }
     },
@@ -490,6 +492,38 @@ _PATHS: dict[str, Any] = {
 }
 
 
+_PROBLEM_CONTENT = {
+    "application/problem+json": {
+        "schema": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string", "format": "uri"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "parameter": {
+                    "type": "string",
+                    "description": "The request parameter at fault.",
+                },
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["pointer", "keyword", "message"],
+                        "properties": {
+                            "pointer": {"type": "string"},
+                            "keyword": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    }
+}
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -505,37 +539,22 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details.",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["type", "title", "status", "detail"],
-                                "properties": {
-                                    "type": {"type": "string", "format": "uri"},
-                                    "title": {"type": "string"},
-                                    "status": {"type": "integer"},
-                                    "detail": {"type": "string"},
-                                    "parameter": {
-                                        "type": "string",
-                                        "description": "The request parameter at fault.",
-                                    },
-                                    "errors": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["pointer", "keyword", "message"],
-                                            "properties": {
-                                                "pointer": {"type": "string"},
-                                                "keyword": {"type": "string"},
-                                                "message": {"type": "string"},
-                                            },
-                                        },
-                                    },
-                                },
-                            }
+                    "content": _PROBLEM_CONTENT,
+                },
+                "Throttled": {
+                    "description": "The caller is over its publish rate "
+                    "(type urn:gateway:problem:rate-limited) or its daily quota of payload bytes "
+                    "(type urn:gateway:problem:quota-exceeded, until the next UTC midnight). "
+                    "Nothing was sent.",
+                    "headers": {
+                        "Retry-After": {
+                            "description": "Whole seconds, at least 1, until a retry may succeed.",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
                         }
                     },
-                }
+                    "content": _PROBLEM_CONTENT,
+                },
             },
         },
     }

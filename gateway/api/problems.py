@@ -4,7 +4,8 @@ Handlers raise domain errors; this middleware walks the error's class
 hierarchy to find its status, so a new error subclass needs no new handler
 code. Unexpected exceptions become a bare 500 with no detail, logged here.
 Every refusal is audited here too: a 401 as ``auth.failed``, a 403 as
-``access.denied`` (never with the token).
+``access.denied`` (never with the token). A 429 is audited where it is raised,
+as ``message.throttled``: the publish handler knows the sender and the size.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.NoAuditLog: 404,
     errors.VersionExists: 409,
     errors.IncompatibleContract: 409,
+    errors.Throttled: 429,
     errors.Unauthenticated: 401,
     errors.AuthError: 403,
     errors.VerificationError: 422,
@@ -77,7 +79,7 @@ async def _problems_of(request: web.Request, handler: Handler) -> web.StreamResp
     except errors.GatewayError as exc:
         status = status_of(exc)
         response = problem(status, exc.code, exc.title, exc.detail, **exc.extensions())
-        if isinstance(exc, errors.TransportError):
+        if isinstance(exc, errors.TransportError | errors.Throttled):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, errors.Unauthenticated):
             response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'

@@ -36,6 +36,12 @@ EVENTS: dict[str, Event] = {
         "a publish was refused and nothing was sent (reason; JSON pointers of violations)",
         (*_MESSAGE, "reason", "pointers", "pointers_total"),
     ),
+    "message.throttled": Event(
+        "throttled",
+        "a publish was refused over the sender's rate or daily quota (reason rate or quota); "
+        "nothing was sent",
+        ("sender", "contract", "reason", "retry_after_s", "payload_size"),
+    ),
     "message.delivered": Event(
         "delivered", "a verified message was handed to its recipient", (*_RECEIVED, "mode")
     ),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewayConfig, LocalParticipant, load_config
+from gateway.config import GatewayConfig, Limits, LocalParticipant, load_config
 from gateway.errors import ConfigError
 
 DIGEST = "ab" * 32
@@ -381,3 +381,167 @@ def test_kafka_bootstrap_into_a_non_mapping_section(tmp_path: Path, section: str
     path = write_config(tmp_path, section)
 
     assert "kafka" in config_error(path, {"KAFKA_BOOTSTRAP": "k:9092"})
+
+
+# -- publish limits ----------------------------------------------------------
+
+
+def test_limits_are_read_per_participant_with_a_node_default(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+default_limits: {messages_per_s: 10}
+participants:
+  - id: minhealth
+    limits: {messages_per_s: 50, burst: 100, bytes_per_day: 1073741824}
+  - id: socialtreasury
+""",
+    )
+
+    config = load_config(path, environ={})
+
+    own = Limits(messages_per_s=50.0, burst=100, bytes_per_day=1_073_741_824)
+    assert config.participants[0].limits == own
+    assert isinstance(own.messages_per_s, float)
+    assert config.participants[1].limits is None
+    assert config.default_limits == Limits(messages_per_s=10.0)
+    assert config.limits_of("minhealth") == own
+    assert config.limits_of("socialtreasury") == Limits(messages_per_s=10.0)
+    assert config.limits_of("not-hosted") == Limits(messages_per_s=10.0)
+
+
+def test_no_limits_by_default() -> None:
+    config = load_config(None, environ={})
+
+    assert config.default_limits is None
+    assert config.limits_of("minhealth") is None
+
+
+def test_own_limits_replace_the_default_whole(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+default_limits: {messages_per_s: 10, bytes_per_day: 1000}
+participants:
+  - {id: minhealth, limits: {bytes_per_day: 5000}}
+  - {id: socialtreasury, limits: {}}
+""",
+    )
+
+    config = load_config(path, environ={})
+
+    assert config.limits_of("minhealth") == Limits(bytes_per_day=5000)  # no rate: not merged
+    assert config.limits_of("socialtreasury") == Limits()  # explicitly unlimited
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"GATEWAY_DEFAULT_LIMITS__MESSAGES_PER_S": "50"}, Limits(messages_per_s=50.0)),
+        (
+            {
+                "GATEWAY_DEFAULT_LIMITS__MESSAGES_PER_S": "2.5",
+                "GATEWAY_DEFAULT_LIMITS__BURST": "5",
+                "GATEWAY_DEFAULT_LIMITS__BYTES_PER_DAY": "1073741824",
+            },
+            Limits(messages_per_s=2.5, burst=5, bytes_per_day=1_073_741_824),
+        ),
+        ({"GATEWAY_DEFAULT_LIMITS": "{bytes_per_day: 10}"}, Limits(bytes_per_day=10)),
+        ({"GATEWAY_DEFAULT_LIMITS__BYTES_PER_DAY": "null"}, Limits()),
+    ],
+    ids=["rate", "every-key", "whole-section", "null-is-unlimited"],
+)
+def test_default_limits_from_environment(environ: dict[str, str], expected: Limits) -> None:
+    limits = load_config(None, environ=environ).default_limits
+
+    assert limits == expected
+    assert limits is not None
+    assert type(limits.burst) is type(expected.burst)
+    assert type(limits.bytes_per_day) is type(expected.bytes_per_day)
+
+
+def test_environment_overrides_one_default_limit_and_keeps_the_others(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "default_limits: {messages_per_s: 10, burst: 20}\n")
+
+    config = load_config(path, environ={"GATEWAY_DEFAULT_LIMITS__BURST": "40"})
+
+    assert config.default_limits == Limits(messages_per_s=10.0, burst=40)
+
+
+def test_optional_path_from_environment_stays_a_path() -> None:
+    config = load_config(None, environ={"GATEWAY_AUDIT__DIR": "/var/lib/gateway/audit"})
+
+    assert config.audit.dir == Path("/var/lib/gateway/audit")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        case(
+            "default_limits: {messages_per_s: 0}\n",
+            "default_limits.messages_per_s: must be a finite number greater than zero",
+        ),
+        case(
+            "default_limits: {messages_per_s: -1.5}\n",
+            "default_limits.messages_per_s: must be a finite number greater than zero",
+        ),
+        case(
+            "default_limits: {messages_per_s: .nan}\n",
+            "default_limits.messages_per_s: must be a finite number greater than zero",
+        ),
+        case(
+            "default_limits: {messages_per_s: .inf}\n",
+            "default_limits.messages_per_s: must be a finite number greater than zero",
+        ),
+        case(
+            "default_limits: {messages_per_s: 5, burst: 0}\n",
+            "default_limits.burst: must be at least 1",
+        ),
+        case(
+            "default_limits: {burst: 10}\n",
+            "default_limits.burst: needs messages_per_s (the rate it refills at)",
+        ),
+        case(
+            "default_limits: {bytes_per_day: 0}\n",
+            "default_limits.bytes_per_day: must be greater than zero",
+        ),
+        case(
+            "participants:\n  - {id: minhealth, limits: {bytes_per_day: -1}}\n",
+            "participants.minhealth.limits.bytes_per_day: must be greater than zero",
+        ),
+        case(
+            "participants:\n  - {id: minhealth, limits: {messages_per_s: 1, burst: -3}}\n",
+            "participants.minhealth.limits.burst: must be at least 1",
+        ),
+        case(
+            "participants:\n  - {id: minhealth, limits: {messages_per_s: 1, burst: 1.5}}\n",
+            "participants[0].limits.burst: expected an integer, got 1.5",
+        ),
+        case(
+            "participants:\n  - {id: minhealth, limits: {rate: 5}}\n",
+            "unknown config key 'participants[0].limits.rate'",
+        ),
+        case(
+            "default_limits: {bytes_per_day: 1GB}\n",
+            "default_limits.bytes_per_day: expected an integer, got '1GB'",
+        ),
+        case("default_limits: 50\n", "default_limits: expected a mapping"),
+    ],
+)
+def test_bad_limits_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    assert config_error(write_config(tmp_path, text)) == message
+
+
+def test_bad_limit_from_environment_names_the_variable() -> None:
+    message = config_error(None, {"GATEWAY_DEFAULT_LIMITS__BURST": "many"})
+
+    assert (
+        message
+        == "GATEWAY_DEFAULT_LIMITS__BURST: default_limits.burst: expected an integer, got 'many'"
+    )
+
+
+def test_out_of_range_limit_from_environment_names_the_key() -> None:
+    message = config_error(None, {"GATEWAY_DEFAULT_LIMITS__MESSAGES_PER_S": "0"})
+
+    assert message == "default_limits.messages_per_s: must be a finite number greater than zero"
