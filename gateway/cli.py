@@ -13,6 +13,9 @@
     gateway envelope open --key RECIPIENT.enc.pem --from SENDER.public.jwks.json ENVELOPE
     gateway token new (--participant ID | --auditor ID)
     gateway participants submit FILE [--contracts DIR] [--json]
+    gateway participants approve FILE --registry DIR (--sponsor-key K | --authority-key K)
+    gateway participants suspend|reinstate|revoke ID --registry DIR (--sponsor-key K | ...)
+    gateway authority init --out DIR
     gateway audit verify PATH [--key AUDIT.jwks.json] [--expect-head FILE] [--json]
     gateway audit prove (--id MESSAGE_ID | --from-head N [--to-head M]) [--dir DIR] [--out FILE]
     gateway audit check-proof PROOF.json --key AUDIT.jwks.json [--json]
@@ -31,6 +34,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +87,24 @@ def _parser() -> argparse.ArgumentParser:
         "--contracts", type=Path, help="check entitlements here (default: ./contracts if any)"
     )
     submit.add_argument("--json", action="store_true")
+    approve = participant_cmds.add_parser(
+        "approve", help="sign a participant file into the registry (sponsor or authority)"
+    )
+    approve.add_argument("file", type=Path, help="the participant file (YAML)")
+    approve.add_argument("--contracts", type=Path, help="default: ./contracts if any")
+    for action in ("suspend", "reinstate", "revoke"):
+        sub = participant_cmds.add_parser(action, help=f"{action} a participant (a new record)")
+        sub.add_argument("participant")
+        _signer_arguments(sub)
+    _signer_arguments(approve)
+
+    authority = commands.add_parser("authority", help="the registry's trust anchor")
+    authority_cmds = authority.add_subparsers(dest="action", required=True)
+    init = authority_cmds.add_parser("init", help="a new authority key and trust anchor")
+    init.add_argument("--out", type=Path, required=True)
+    init.add_argument(
+        "--passphrase-file", type=Path, help="default: the GATEWAY_KEY_PASSPHRASE variable"
+    )
 
     token = commands.add_parser("token", help="bearer tokens")
     token_cmds = token.add_subparsers(dest="action", required=True)
@@ -131,10 +153,46 @@ def _key_commands(commands: Any) -> None:
         )
 
 
-def _participants(args: argparse.Namespace) -> int:
-    from gateway.participants.commands import submit_command  # noqa: PLC0415
+def _signer_arguments(sub: Any) -> None:
+    sub.add_argument("--registry", type=Path, required=True, help="the registry directory")
+    who = sub.add_mutually_exclusive_group(required=True)
+    who.add_argument("--sponsor-key", type=Path, help="the sponsoring agency's SPONSOR.sig.pem")
+    who.add_argument("--authority-key", type=Path, help="the authority's authority.pem")
+    sub.add_argument(
+        "--passphrase-file", type=Path, help="default: the GATEWAY_KEY_PASSPHRASE variable"
+    )
 
-    return submit_command(args.file, contracts=args.contracts, as_json=args.json, say=print)
+
+def _participants(args: argparse.Namespace) -> int:
+    from gateway.participants import commands as pcmd  # noqa: PLC0415
+
+    if args.action == "submit":
+        return pcmd.submit_command(
+            args.file, contracts=args.contracts, as_json=args.json, say=print
+        )
+    secret = passphrase(os.environ, args.passphrase_file)
+    key = args.authority_key or args.sponsor_key
+    signer = pcmd.load_signer(key, authority=args.authority_key is not None, secret=secret)
+    now = int(time.time())
+    if args.action == "approve":
+        return pcmd.approve_command(
+            args.file,
+            registry_dir=args.registry,
+            signer=signer,
+            contracts=args.contracts,
+            now=now,
+            say=print,
+        )
+    return pcmd.status_command(
+        args.action, args.participant, registry_dir=args.registry, signer=signer, now=now, say=print
+    )
+
+
+def _authority(args: argparse.Namespace) -> int:
+    from gateway.participants.commands import authority_init_command  # noqa: PLC0415
+
+    secret = passphrase(os.environ, args.passphrase_file)
+    return authority_init_command(args.out, secret=secret, say=print)
 
 
 def _audit_commands(commands: Any) -> None:
@@ -440,6 +498,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "envelope": _envelope,
         "audit": _audit,
         "participants": _participants,
+        "authority": _authority,
         "token": lambda a: _new_token(a.participant or a.auditor, auditor=a.auditor is not None),
     }
     return commands[args.command](args)
