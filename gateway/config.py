@@ -107,6 +107,15 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryConfig:
+    dir: Path | None = None
+    """The signed registry (participants/README.md), with authority.jwks.json as the trust
+    anchor; None: every participant with keys here may take part (no registry)."""
+    poll_s: float = 1.0
+    """How often the node looks for new records (a suspension takes effect within it)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Auditor:
     """A member of a security team: may read the audit trail over HTTP, nothing else."""
 
@@ -160,6 +169,7 @@ class GatewayConfig:
     default_limits: Limits | None = None
     """Publish limits of hosted participants without their own; None: unlimited."""
     audit: AuditConfig = field(default_factory=AuditConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -390,6 +400,7 @@ def _check_limits(config: GatewayConfig) -> None:
         "audit.segment_max_bytes": config.audit.segment_max_bytes,
         "audit.head_interval_s": config.audit.head_interval_s,
         "audit.head_every_records": config.audit.head_every_records,
+        "registry.poll_s": config.registry.poll_s,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN

@@ -27,8 +27,10 @@ from gateway.audit.store import AuditError
 from gateway.config import GatewayConfig
 from gateway.contracts import load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.limits import Clock
+from gateway.participants.follow import RegistryView
+from gateway.participants.registry import ANCHOR_FILE
 from gateway.replay import SeenStore
 from gateway.transport import Transport
 from gateway.transport.broker import EmbeddedBroker
@@ -134,6 +136,7 @@ async def _serving(
     clock: Clock | None,
 ) -> AsyncIterator[RunningNode]:
     hosted = frozenset(p.id for p in config.participants)
+    view = _registry(config, audit)
     parts = NodeParts(
         config=config,
         catalog=load_catalog(config.contracts_dir),
@@ -146,6 +149,7 @@ async def _serving(
             max_entries=config.delivery.replay_max_entries,
         ),
         clock=clock,
+        admitted=view.admitted if view is not None else None,
     )
     runner = web.AppRunner(
         create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0
@@ -162,18 +166,44 @@ async def _serving(
         port = runner.addresses[0][1]
         node = RunningNode(f"http://{config.http.host}:{port}", runner.app)
         audit.record("node.started", participants=sorted(hosted), url=node.url)
-        signing = asyncio.create_task(_sign_heads(audit, config), name="audit:heads")
+        background = [asyncio.create_task(_sign_heads(audit, config), name="audit:heads")]
+        if view is not None:
+            following = _follow(view, config.registry.poll_s)
+            background.append(asyncio.create_task(following, name="registry:follow"))
         try:
             yield node
         finally:
-            signing.cancel()
-            await asyncio.gather(signing, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             # Recorded and signed while the producer still runs, so that the audit
             # topic receives the last head of this run now, not at the next start.
             on_stop()
     finally:
         await runner.cleanup()
         parts.seen.close()
+
+
+def _registry(config: GatewayConfig, audit: AuditLog) -> RegistryView | None:
+    directory = config.registry.dir
+    if directory is None:
+        return None
+    if not (directory / ANCHOR_FILE).is_file():
+        raise ConfigError(f"registry.dir {directory} has no {ANCHOR_FILE} (the trust anchor)")
+    try:
+        return RegistryView.open(directory, audit=audit)
+    except GatewayError as exc:
+        raise ConfigError(f"registry.dir {directory}: {exc.detail}") from exc
+
+
+async def _follow(view: RegistryView, poll_s: float) -> None:
+    """Take in new registry records while the node runs (no restart)."""
+    while True:
+        await asyncio.sleep(poll_s)
+        try:
+            view.refresh()
+        except (OSError, GatewayError) as exc:  # the last good registry stays in force
+            log.error("registry_refresh_failed", error=str(exc))
 
 
 async def _sign_heads(audit: AuditLog, config: GatewayConfig) -> None:

@@ -71,7 +71,10 @@ class Router:
         publisher: Publisher,
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
+        admitted: Callable[[str], bool] = lambda _: True,
     ) -> None:
+        """``admitted`` says whether the registry lets a participant take part now."""
+        self._admitted = admitted
         self._config = config
         self._catalog = catalog
         self._keys = keys
@@ -105,6 +108,8 @@ class Router:
     def _admit(self, request: PublishRequest) -> tuple[ContractVersion, Any, tuple[str, ...]]:
         # 1. The contract exists and the sender is one of its producers.
         contract = self._catalog.resolve(request.contract)
+        if not self._admitted(request.sender):
+            raise Forbidden(f"'{request.sender}' is not an active participant in the registry")
         if request.sender not in contract.producers:
             raise Forbidden(f"'{request.sender}' is not a producer of {contract.ref}")
         # 2. The body is bounded, well-formed JSON that satisfies the contract.
@@ -117,10 +122,15 @@ class Router:
         return contract, payload, self._recipients(contract, request.to)
 
     def _recipients(self, contract: ContractVersion, to: Sequence[str]) -> tuple[str, ...]:
-        wanted = tuple(dict.fromkeys(to)) or tuple(sorted(contract.consumers))
+        active = tuple(c for c in sorted(contract.consumers) if self._admitted(c))
+        wanted = tuple(dict.fromkeys(to)) or active
+        if not wanted:
+            raise RecipientNotAllowed(f"no consumer of {contract.ref} is active in the registry")
         for recipient in wanted:
             if recipient not in contract.consumers:
                 raise RecipientNotAllowed(f"'{recipient[:64]}' is not a consumer of {contract.ref}")
+            if recipient not in active:
+                raise RecipientNotAllowed(f"'{recipient}' is not an active participant")
             if self._keys.public(recipient) is None:
                 raise UnknownRecipient(f"no keys are known for recipient '{recipient}'")
         return wanted

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.api import audit, contracts, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import (
+    ADMITTED,
     AUDIT,
     AUTH,
     CATALOG,
@@ -59,6 +60,8 @@ class NodeParts:
     """Message ids each hosted participant acknowledged (replay defence)."""
     clock: Clock | None = None
     """The clocks publish limits run on; None: the system's (tests pass a fake)."""
+    admitted: Callable[[str], bool] | None = None
+    """Whether the registry lets a participant take part now; None: no registry."""
 
 
 def create_app(parts: NodeParts) -> web.Application:
@@ -74,6 +77,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[READINESS] = Readiness()
     app[INBOXES] = {}
     app[AUDIT] = parts.audit
+    app[ADMITTED] = parts.admitted or (lambda _: True)
     app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
@@ -130,6 +134,7 @@ def _broker_lifetime(
             keys=parts.keys,
             publisher=publisher,
             audit=parts.audit,
+            admitted=parts.admitted or (lambda _: True),
         )
         tasks = [_start_inbox(app, parts, p, publisher) for p in hosted]
         try:

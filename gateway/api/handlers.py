@@ -11,7 +11,17 @@ import json
 from aiohttp import web
 
 from gateway.api.auth import Principal, Role
-from gateway.api.keys import AUDIT, AUTH, CALLER, CONFIG, INBOXES, LIMITER, READINESS, ROUTER
+from gateway.api.keys import (
+    ADMITTED,
+    AUDIT,
+    AUTH,
+    CALLER,
+    CONFIG,
+    INBOXES,
+    LIMITER,
+    READINESS,
+    ROUTER,
+)
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
 from gateway.delivery import Delivery, Inbox
 from gateway.errors import (
@@ -135,6 +145,9 @@ def _audit_throttled(
 
 def _inbox(request: web.Request) -> Inbox:
     participant = participant_of(request)
+    if not request.app[ADMITTED](participant):
+        # Suspended: nothing more is delivered until the registry reinstates it.
+        raise Forbidden(f"'{participant}' is not an active participant in the registry")
     inbox = request.app[INBOXES].get(participant)
     if inbox is None:
         raise Forbidden(f"'{participant}' has no inbox on this node")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -42,3 +43,6 @@ CALLER: ContextVar[Principal | None] = ContextVar("gateway_caller", default=None
 Set where a handler authenticates; the problem middleware resets it around
 each request (a context variable rather than request storage: ``web.RequestKey``
 needs aiohttp 3.14)."""
+Admitted = Callable[[str], bool]
+ADMITTED: web.AppKey[Admitted] = web.AppKey("admitted")
+"""Whether the registry lets a participant take part now (always, without a registry)."""

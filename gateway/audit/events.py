@@ -23,7 +23,7 @@ class Event:
 
 _MESSAGE = ("message_id", "contract", "sender", "payload_sha256", "payload_size")
 _RECEIVED = (*_MESSAGE, "recipient")
-_PARTICIPANT = ("participant", "by", "serial")
+_PARTICIPANT = ("participant", "by", "serial", "sponsor")
 
 EVENTS: dict[str, Event] = {
     "message.accepted": Event(
@@ -86,11 +86,18 @@ EVENTS: dict[str, Event] = {
         "submitted", "a participant file was submitted", ("participant", "sponsor")
     ),
     "participant.approved": Event(
-        "approved", "a sponsor approved a participant file", ("participant", "sponsor", "serial")
+        "approved",
+        "a node took a record admitting a participant (its approval)",
+        ("participant", "by", "serial", "sponsor"),
     ),
     "participant.suspended": Event("suspended", "a participant was suspended", _PARTICIPANT),
     "participant.reinstated": Event("reinstated", "a participant was reinstated", _PARTICIPANT),
     "participant.revoked": Event("revoked", "a participant was removed for good", _PARTICIPANT),
+    "registry.refused": Event(
+        "refused",
+        "a registry record did not hold (signature, signer, serial); the last good one stays",
+        ("file", "reason", "detail"),
+    ),
     "key.generated": Event(
         "generated", "new keys were created", ("owner", "purpose", "kids", "by")
     ),
