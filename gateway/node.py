@@ -137,6 +137,9 @@ async def _serving(
 ) -> AsyncIterator[RunningNode]:
     hosted = frozenset(p.id for p in config.participants)
     view = _registry(config, audit)
+    if view is not None:
+        keys.follow(view.public_keys)
+        _check_hosted_keys(view, keys, hosted)
     parts = NodeParts(
         config=config,
         catalog=load_catalog(config.contracts_dir),
@@ -194,6 +197,23 @@ def _registry(config: GatewayConfig, audit: AuditLog) -> RegistryView | None:
         return RegistryView.open(directory, audit=audit)
     except GatewayError as exc:
         raise ConfigError(f"registry.dir {directory}: {exc.detail}") from exc
+
+
+def _check_hosted_keys(view: RegistryView, keys: KeyStore, hosted: frozenset[str]) -> None:
+    """Warn when a hosted participant's private keys are not the ones its record lists:
+    senders would encrypt to keys this node cannot open."""
+    for participant in sorted(hosted):
+        listed = view.public_keys(participant)
+        current = keys.private(participant).public()
+        if listed is not None and (
+            listed.signing[0].kid != current.signing[0].kid
+            or listed.encryption[0].kid != current.encryption[0].kid
+        ):
+            log.warning(
+                "registry_keys_differ",
+                participant=participant,
+                note="the registry record lists other keys; approve the new keys",
+            )
 
 
 async def _follow(view: RegistryView, poll_s: float) -> None:

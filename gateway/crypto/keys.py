@@ -25,7 +25,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -268,6 +268,12 @@ class KeyStore:
     ) -> None:
         self._public = dict(public)
         self._private = dict(private)
+        self._source: Callable[[str], PublicKeys | None] | None = None
+
+    def follow(self, source: Callable[[str], PublicKeys | None]) -> None:
+        """Take public keys from ``source`` (the signed registry) instead of the key
+        files: the registry is what the federation vouches for, the files are not."""
+        self._source = source
 
     @classmethod
     def load(
@@ -289,6 +295,8 @@ class KeyStore:
         return frozenset(self._public)
 
     def public(self, participant: str) -> PublicKeys | None:
+        if self._source is not None:
+            return self._source(participant)
         return self._public.get(participant)
 
     def private(self, participant: str) -> PrivateKeys:

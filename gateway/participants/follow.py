@@ -20,6 +20,7 @@ from pathlib import Path
 from gateway.audit.log import AuditLog
 from gateway.audit.store import read_verify_keys
 from gateway.crypto.jwk import VerifyKey
+from gateway.crypto.keys import PublicKeys
 from gateway.participants.registry import (
     ANCHOR_FILE,
     AUTHORITY,
@@ -69,6 +70,13 @@ class RegistryView:
             and sponsor.status is Status.ACTIVE
             and sponsor.participant.keys.verify_key(record.kid) is not None
         )
+
+    def public_keys(self, participant: str) -> PublicKeys | None:
+        """The keys an admitted participant's record lists; None for anyone else."""
+        record = self.registry.get(participant)
+        if record is None or not self.admitted(participant):
+            return None
+        return record.participant.keys
 
     def status(self, participant: str) -> Status | None:
         record = self.registry.get(participant)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.config import RegistryConfig
+from gateway.crypto.encoding import b64u_decode
 from gateway.crypto.jwk import SignKey, Suite
+from gateway.crypto.keys import PrivateKeys, write_public
 from gateway.errors import ConfigError
 from gateway.node import RunningNode, running_node
 from gateway.participants.registry import (
@@ -53,6 +57,7 @@ class World:
     registry: Path
     node: RunningNode
     http: aiohttp.ClientSession
+    transport: MemoryTransport | None = None
 
     def put(self, participant: str, serial: int, status: Status = Status.ACTIVE) -> None:
         """Write the participant's record as its signer would (authority or sponsor)."""
@@ -117,8 +122,12 @@ class World:
         return [r for r in self.fed.audit("node-1") if r["event"] == name]
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def make_world(
+    tmp_path: Path,
+    before_start: Callable[[Federation], None] | None = None,
+    hosted: tuple[str, ...] = ("minhealth", "socialtreasury", "acme-analytics", "metro-medical"),
+) -> AsyncIterator[World]:
     fed = Federation.create(tmp_path)
     registry = tmp_path / "registry"
     registry.mkdir()
@@ -126,16 +135,23 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     placeholder = World(fed, registry, None, None)  # type: ignore[arg-type]
     for participant in ("minhealth", "socialtreasury", "acme-analytics"):
         placeholder.put(participant, serial=1)
+    if before_start is not None:
+        before_start(fed)
     config = dataclasses.replace(
-        fed.config(
-            ("minhealth", "socialtreasury", "acme-analytics", "metro-medical"), bootstrap="memory"
-        ),
+        fed.config(hosted, bootstrap="memory"),
         registry=RegistryConfig(dir=registry, poll_s=POLL_S),
     )
-    async with running_node(config, transport=MemoryTransport()) as node:
+    transport = MemoryTransport()
+    async with running_node(config, transport=transport) as node:
         await node.wait_ready(5)
         async with aiohttp.ClientSession(base_url=node.url) as http:
-            yield World(fed, registry, node, http)
+            yield World(fed, registry, node, http, transport)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with make_world(tmp_path) as made:
+        yield made
 
 
 async def test_an_approved_contractor_receives_and_a_suspended_one_stops_at_once(
@@ -251,3 +267,45 @@ async def test_a_registry_without_its_trust_anchor_stops_the_node(tmp_path: Path
     with pytest.raises(ConfigError, match=r"has no authority\.jwks\.json"):
         async with running_node(config, transport=MemoryTransport()):
             pass
+
+
+async def test_public_keys_come_from_the_registry_not_from_the_key_files(tmp_path: Path) -> None:
+    """Someone swaps acme-analytics's public key file on the node: the node still
+    encrypts to the key the registry vouches for."""
+    rogue = PrivateKeys.generate()
+
+    def swap(fed: Federation) -> None:
+        write_public(
+            fed.root / "keys" / "acme-analytics.public.jwks.json", rogue.public(), "acme-analytics"
+        )
+
+    async with make_world(tmp_path, before_start=swap, hosted=("minhealth",)) as world:
+        status, _ = await world.publish()
+        assert status == 202
+        assert world.transport is not None
+        [record] = world.transport.broker.records(
+            world.fed.config(()).inbox_topic("acme-analytics")
+        )
+    protected = json.loads(b64u_decode(record.value.split(b".")[0]))
+    assert protected["kid"] == world.fed.keys["acme-analytics"].public().encryption[0].kid
+    assert protected["kid"] != rogue.public().encryption[0].kid
+
+
+async def test_a_hosted_participant_whose_record_lists_other_keys_is_warned_of(
+    tmp_path: Path,
+) -> None:
+    rogue = PrivateKeys.generate()
+
+    def relist(fed: Federation) -> None:
+        document = participant_file(fed, "socialtreasury")
+        document["keys"] = rogue.public().to_jwks("socialtreasury")
+        jws = World.sign(document, 2, Status.ACTIVE, AUTHORITY_KEY, AUTHORITY)
+        path = tmp_path / "registry" / f"socialtreasury{RECORD_SUFFIX}"
+        path.write_text(json.dumps({"record": jws, "chain": []}))
+
+    with capture_logs() as logs:
+        async with make_world(tmp_path, before_start=relist):
+            pass
+
+    warned = [e for e in logs if e["event"] == "registry_keys_differ"]
+    assert [e["participant"] for e in warned] == ["socialtreasury"]
