@@ -64,6 +64,14 @@ class HttpConfig:
     max_json_depth: int = 32
     max_inbox_batch: int = 100
     max_inbox_wait_s: float = 30.0
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3 only) instead of HTTP."""
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """PEM CA bundle: ask clients for certificates it issued (mutual TLS); a participant's
+    certificate is recognised by its fingerprint (participants[].client_cert_sha256)."""
+    tls_require_client_cert: bool = False
+    """Refuse the TLS handshake without a client certificate (otherwise tokens still work)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +153,8 @@ class LocalParticipant:
     id: str
     token_sha256: tuple[str, ...] = ()
     """Hex SHA-256 digests of the participant's bearer tokens (never the tokens)."""
+    client_cert_sha256: tuple[str, ...] = ()
+    """Hex SHA-256 fingerprints (of the DER) of the participant's TLS client certificates."""
     pinned_versions: Mapping[str, str] = field(default_factory=dict)
     """Contract id -> the version this participant consumes; older messages are
     upgraded to it with the contracts' migrations."""
@@ -356,6 +366,7 @@ def _required(hint: Any) -> Any:
 
 def _check(config: GatewayConfig) -> None:
     _check_participants(config)
+    _check_tls(config)
     _check_limits(config)
     _check_publish_limits(config)
     if not 0 <= config.http.port <= 65535:
@@ -384,6 +395,26 @@ def _check_participants(config: GatewayConfig) -> None:
                 if digest in digests:  # one token, one principal: never ambiguous
                     raise ConfigError(f"{section}.{member.id}.token_sha256: digest used twice")
                 digests.add(digest)
+
+
+def _check_tls(config: GatewayConfig) -> None:
+    http = config.http
+    if (http.tls_cert is None) != (http.tls_key is None):
+        raise ConfigError("http.tls_cert and http.tls_key: give both, or neither")
+    if http.tls_client_ca is not None and http.tls_cert is None:
+        raise ConfigError("http.tls_client_ca: mutual TLS needs http.tls_cert and http.tls_key")
+    if http.tls_require_client_cert and http.tls_client_ca is None:
+        raise ConfigError("http.tls_require_client_cert: needs http.tls_client_ca")
+    fingerprints: set[str] = set()
+    for participant in config.participants:
+        for fingerprint in participant.client_cert_sha256:
+            if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
+                raise ConfigError(
+                    f"participants.{participant.id}.client_cert_sha256: expected 64 hex digits"
+                )
+            if fingerprint in fingerprints:
+                raise ConfigError(f"participants.{participant.id}.client_cert_sha256: used twice")
+            fingerprints.add(fingerprint)
 
 
 def _check_limits(config: GatewayConfig) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -159,7 +160,9 @@ async def _serving(
     )
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.http.host, config.http.port)
+        site = web.TCPSite(
+            runner, config.http.host, config.http.port, ssl_context=tls_context(config)
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -167,7 +170,8 @@ async def _serving(
                 f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
             ) from exc
         port = runner.addresses[0][1]
-        node = RunningNode(f"http://{config.http.host}:{port}", runner.app)
+        scheme = "https" if config.http.tls_cert is not None else "http"
+        node = RunningNode(f"{scheme}://{config.http.host}:{port}", runner.app)
         audit.record("node.started", participants=sorted(hosted), url=node.url)
         background = [asyncio.create_task(_sign_heads(audit, config), name="audit:heads")]
         if view is not None:
@@ -185,6 +189,26 @@ async def _serving(
     finally:
         await runner.cleanup()
         parts.seen.close()
+
+
+def tls_context(config: GatewayConfig) -> ssl.SSLContext | None:
+    """HTTPS with modern defaults (TLS 1.2+, the ssl module's default ciphers), and
+    client certificates from ``tls_client_ca`` when mutual TLS is on."""
+    http = config.http
+    if http.tls_cert is None or http.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(http.tls_cert, http.tls_key)
+        if http.tls_client_ca is not None:
+            context.load_verify_locations(http.tls_client_ca)
+            context.verify_mode = (
+                ssl.CERT_REQUIRED if http.tls_require_client_cert else ssl.CERT_OPTIONAL
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"http TLS files: {exc}") from exc
+    return context
 
 
 def _registry(config: GatewayConfig, audit: AuditLog) -> RegistryView | None:

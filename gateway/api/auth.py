@@ -94,15 +94,47 @@ class Authenticator:
         self._principals = {d: Principal(p, Role.PARTICIPANT) for d, p in participants.items()}
         self._principals.update({d: Principal(a, Role.AUDITOR) for d, a in auditors.items()})
 
+        self._certificates: dict[str, Principal] = {}
+
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Authenticator:
-        return cls(
+        authenticator = cls(
             {d: p.id for p in config.participants for d in p.token_sha256},
             {d: a.id for a in config.auditors for d in a.token_sha256},
         )
+        authenticator._certificates = {
+            f: Principal(p.id, Role.PARTICIPANT)
+            for p in config.participants
+            for f in p.client_cert_sha256
+        }
+        return authenticator
 
-    def principal(self, authorization: str | None) -> Principal:
-        """Who a bearer token belongs to, or :class:`BadCredentials`."""
+    def principal(self, authorization: str | None, certificate: bytes | None = None) -> Principal:
+        """Who the caller is: by bearer token, or by the TLS client certificate the
+        handshake verified (DER). When both are given they must name the same
+        principal. :class:`BadCredentials` otherwise."""
+        by_certificate = self._by_certificate(certificate)
+        if not authorization and by_certificate is not None:
+            return by_certificate
+        by_token = self._by_token(authorization)
+        if by_certificate is not None and by_certificate != by_token:
+            raise BadCredentials(
+                BadCredentials.MALFORMED,
+                "the token and the client certificate belong to different principals",
+            )
+        return by_token
+
+    def _by_certificate(self, certificate: bytes | None) -> Principal | None:
+        if certificate is None:
+            return None
+        principal = self._certificates.get(hashlib.sha256(certificate).hexdigest())
+        if principal is None:
+            raise BadCredentials(
+                BadCredentials.UNKNOWN, "the client certificate is not one a participant holds"
+            )
+        return principal
+
+    def _by_token(self, authorization: str | None) -> Principal:
         if not authorization:
             raise BadCredentials(BadCredentials.MISSING, _SEND_BEARER)
         if len(authorization) > _MAX_AUTHORIZATION:

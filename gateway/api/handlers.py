@@ -38,9 +38,21 @@ _MAX_RECIPIENTS = 64
 _MAX_AUDITED_CONTRACT = 200
 
 
+def client_certificate(request: web.Request) -> bytes | None:
+    """The DER of the client certificate the TLS handshake verified, if any."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der: bytes | None = ssl_object.getpeercert(binary_form=True)
+    return der
+
+
 def principal_of(request: web.Request, role: Role) -> Principal:
     """The caller, who must hold ``role``; remembered so that a refusal's audit names them."""
-    principal = request.app[AUTH].principal(request.headers.get("Authorization"))
+    principal = request.app[AUTH].principal(
+        request.headers.get("Authorization"), client_certificate(request)
+    )
     CALLER.set(principal)
     principal.require(role)
     return principal

@@ -532,10 +532,18 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "Contract-checked, signed and encrypted message exchange over Kafka.",
         },
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"mutualTLS": []}],
         "paths": _PATHS,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "mutualTLS": {
+                    "type": "mutualTLS",
+                    "description": "A participant's TLS client certificate, recognised by the "
+                    "fingerprint in its node's config (when the node serves HTTPS with "
+                    "http.tls_client_ca).",
+                },
+            },
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details.",
