@@ -562,7 +562,9 @@ def test_private_files_are_encrypted_pkcs8(written: Path, keys: PrivateKeys) -> 
         assert raw_private(load_pem_private_key(pem, SECRET)) == raw_private(key)
         with pytest.raises(TypeError):
             load_pem_private_key(pem, None)
-        with pytest.raises(ValueError, match="Incorrect password"):
+        # A wrong passphrase is caught by the CBC padding check, except about once in
+        # 256 keys, when the garbage happens to end in valid padding and fails as ASN.1.
+        with pytest.raises(ValueError, match="Incorrect password|Could not deserialize"):
             load_pem_private_key(pem, WRONG)
 
 
