@@ -564,7 +564,7 @@ def test_private_files_are_encrypted_pkcs8(written: Path, keys: PrivateKeys) -> 
             load_pem_private_key(pem, None)
         # A wrong passphrase is caught by the CBC padding check, except about once in
         # 256 keys, when the garbage happens to end in valid padding and fails as ASN.1.
-        with pytest.raises(ValueError, match="Incorrect password|Could not deserialize"):
+        with pytest.raises(ValueError, match=r"Incorrect password|Could not deserialize"):
             load_pem_private_key(pem, WRONG)
 
 
