@@ -16,6 +16,7 @@ relying on what a search returns.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -113,10 +114,8 @@ def parse_time(text: str) -> datetime:
     if not text or len(text) > _MAX_TIME_TEXT:
         raise ValueError("expected a time like 2026-11-26T12:41:15Z or a date like 2026-11-26")
     given, text = text, text.upper()  # RFC 3339 allows a lower-case t and z
-    try:
+    with contextlib.suppress(ValueError):  # not a date alone: try a full time below
         return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
-    except ValueError:
-        pass
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

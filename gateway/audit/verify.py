@@ -81,6 +81,12 @@ class Report:
         return self.first_seq + self.records
 
     @property
+    def whole(self) -> bool:
+        """Nothing tampered and every record under a signed head: what a stopped node's
+        log must be (a running node's newest records may still wait for a head)."""
+        return self.ok and self.unsigned == 0
+
+    @property
     def unsigned(self) -> int:
         """Records after the last signed head (the node signs them within its interval)."""
         return max(0, self.size - self.signed_size)

@@ -741,14 +741,19 @@ def test_consistency_from_a_pruned_head_fails(pruned: Path) -> None:
             prove_consistency(pruned, number)
 
 
-def test_a_record_that_is_not_valid_text_is_refused(
-    tmp_path: Path, keys: dict[str, VerifyKey], key: SignKey
-) -> None:
+def one_record_proof(tmp_path: Path, key: SignKey) -> dict[str, Any]:
+    """The proof of the one record of a one-record log."""
     directory = tmp_path / "audit"
     log = AuditLog(node_id="node-a", directory=directory, signer=key)
     log.record("node.started", participants=[], url="x", message_id="m")
     log.close()
-    proof = prove_message(directory, "m")
+    return prove_message(directory, "m")
+
+
+def test_a_record_that_is_not_valid_text_is_refused(
+    tmp_path: Path, keys: dict[str, VerifyKey], key: SignKey
+) -> None:
+    proof = one_record_proof(tmp_path, key)
     proof["inclusions"][0]["record"] = "\ud800"
 
     with pytest.raises(InvalidProof, match="not valid text"):
@@ -758,11 +763,7 @@ def test_a_record_that_is_not_valid_text_is_refused(
 def test_a_stored_head_that_differs_only_in_json_type_is_refused(
     tmp_path: Path, keys: dict[str, VerifyKey], key: SignKey
 ) -> None:
-    directory = tmp_path / "audit"
-    log = AuditLog(node_id="node-a", directory=directory, signer=key)
-    log.record("node.started", participants=[], url="x", message_id="m")
-    log.close()
-    proof = prove_message(directory, "m")
+    proof = one_record_proof(tmp_path, key)
     proof["tree_head"]["size"] = float(proof["tree_head"]["size"])  # 1.0 == 1 in Python
 
     with pytest.raises(InvalidProof, match="differs from what the signature covers"):

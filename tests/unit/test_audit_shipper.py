@@ -66,6 +66,20 @@ async def settle(broker: MemoryBroker, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
+def held_publisher(broker: MemoryBroker) -> tuple[MemoryPublisher, asyncio.Event]:
+    """A publisher whose batches wait at the broker until the event is set."""
+    publisher = MemoryPublisher(broker)
+    release = asyncio.Event()
+    real_publish = publisher.publish
+
+    async def held(batch: Sequence[OutboundRecord]) -> None:
+        await release.wait()
+        await real_publish(batch)
+
+    publisher.publish = held  # type: ignore[method-assign,assignment]
+    return publisher, release
+
+
 @contextlib.asynccontextmanager
 async def running(shipper: AuditShipper) -> AsyncIterator[None]:
     task = asyncio.create_task(shipper.run())
@@ -211,15 +225,7 @@ async def test_closing_lets_the_batch_in_flight_finish_instead_of_sending_it_twi
 ) -> None:
     broker = MemoryBroker()
     audit = open_log(tmp_path / "audit")
-    publisher = MemoryPublisher(broker)
-    release = asyncio.Event()
-    real_publish = publisher.publish
-
-    async def slow_publish(batch: Sequence[OutboundRecord]) -> None:
-        await release.wait()
-        await real_publish(batch)
-
-    publisher.publish = slow_publish  # type: ignore[method-assign,assignment]
+    publisher, release = held_publisher(broker)
     shipper = AuditShipper(audit, publisher, topic=TOPIC, node="node-a")
     task = asyncio.create_task(shipper.run())
     accepted(audit, 0)
@@ -317,15 +323,7 @@ async def test_an_overflow_while_a_batch_is_in_flight_loses_nothing(
     monkeypatch.setattr("gateway.audit.shipper._MAX_QUEUED", 3)
     broker = MemoryBroker()
     audit = open_log(tmp_path / "audit")
-    publisher = MemoryPublisher(broker)
-    release = asyncio.Event()
-    real_publish = publisher.publish
-
-    async def held(batch: Sequence[OutboundRecord]) -> None:
-        await release.wait()
-        await real_publish(batch)
-
-    publisher.publish = held  # type: ignore[method-assign,assignment]
+    publisher, release = held_publisher(broker)
     shipper = AuditShipper(audit, publisher, topic=TOPIC, node="node-a")
     accepted(audit, 0)
     task = asyncio.create_task(shipper.run())
