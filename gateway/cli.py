@@ -47,7 +47,7 @@ from gateway.contracts.compat import Mode, Policy
 from gateway.crypto import commands as keycmd
 from gateway.crypto.jwk import Suite
 from gateway.crypto.keys import passphrase, read_public
-from gateway.errors import ConfigError, GatewayError, InvalidContract
+from gateway.errors import ConfigError, GatewayError, InvalidContract, TransportError
 from gateway.logs import configure_logging
 
 
@@ -97,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("participant")
         _signer_arguments(sub)
     _signer_arguments(approve)
+    listing = participant_cmds.add_parser("list", help="who the registry holds, and in what state")
+    listing.add_argument("--registry", type=Path, required=True, help="the registry directory")
+    listing.add_argument("--json", action="store_true")
+    push = participant_cmds.add_parser(
+        "publish", help="produce every record of a registry directory to the registry topic"
+    )
+    push.add_argument("--registry", type=Path, required=True, help="the registry directory")
+    push.add_argument(
+        "--config", type=Path, required=True, help="a node config naming the Kafka cluster"
+    )
 
     authority = commands.add_parser("authority", help="the registry's trust anchor")
     authority_cmds = authority.add_subparsers(dest="action", required=True)
@@ -161,6 +171,12 @@ def _signer_arguments(sub: Any) -> None:
     sub.add_argument(
         "--passphrase-file", type=Path, help="default: the GATEWAY_KEY_PASSPHRASE variable"
     )
+    sub.add_argument(
+        "--publish",
+        type=Path,
+        metavar="CONFIG",
+        help="also produce the new record to the registry topic of this node config's cluster",
+    )
 
 
 def _participants(args: argparse.Namespace) -> int:
@@ -170,10 +186,18 @@ def _participants(args: argparse.Namespace) -> int:
         return pcmd.submit_command(
             args.file, contracts=args.contracts, as_json=args.json, say=print
         )
+    if args.action == "list":
+        return pcmd.list_command(args.registry, as_json=args.json, say=print)
+    if args.action == "publish":
+        publish = _registry_topic(args.config)
+        records = pcmd.records_in(args.registry)
+        publish(records)
+        return 0
     secret = passphrase(os.environ, args.passphrase_file)
     key = args.authority_key or args.sponsor_key
     signer = pcmd.load_signer(key, authority=args.authority_key is not None, secret=secret)
     now = int(time.time())
+    publish = _registry_topic(args.publish) if args.publish else pcmd.no_topic
     if args.action == "approve":
         return pcmd.approve_command(
             args.file,
@@ -182,10 +206,41 @@ def _participants(args: argparse.Namespace) -> int:
             contracts=args.contracts,
             now=now,
             say=print,
+            publish=publish,
         )
     return pcmd.status_command(
-        args.action, args.participant, registry_dir=args.registry, signer=signer, now=now, say=print
+        args.action,
+        args.participant,
+        registry_dir=args.registry,
+        signer=signer,
+        now=now,
+        say=print,
+        publish=publish,
     )
+
+
+def _registry_topic(config_path: Path) -> Callable[[Sequence[Any]], None]:
+    """Produce records to the registry topic of the cluster a node config names."""
+    from gateway.participants.topic import publish_records  # noqa: PLC0415
+
+    config = load_config(config_path)
+    if not config.kafka.bootstrap:
+        raise ConfigError(f"{config_path}: kafka.bootstrap names no cluster to publish to")
+
+    def publish(records: Sequence[Any]) -> None:
+        try:
+            asyncio.run(publish_records(config, records))
+        except TransportError as exc:
+            raise TransportError(
+                f"{exc.detail}; the registry directory is up to date: "
+                f"run 'gateway participants publish' once the cluster is back"
+            ) from exc
+        noun = "record" if len(records) == 1 else "records"
+        print(f"published {len(records)} {noun} to {config.registry_topic} at {bootstrap}")
+
+    bootstrap = config.kafka.bootstrap
+
+    return publish
 
 
 def _authority(args: argparse.Namespace) -> int:

@@ -120,7 +120,10 @@ class RegistryConfig:
     """The signed registry (participants/README.md), with authority.jwks.json as the trust
     anchor; None: every participant with keys here may take part (no registry)."""
     poll_s: float = 1.0
-    """How often the node looks for new records (a suspension takes effect within it)."""
+    """How often the node looks at the directory for new records and a changed anchor."""
+    topic: bool = False
+    """Take records from the compacted ``<prefix>registry`` topic that every node of a
+    cluster follows, instead of record files in ``dir`` (which still holds the anchor)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +197,10 @@ class GatewayConfig:
     @property
     def audit_topic(self) -> str:
         return f"{self.prefix}audit"
+
+    @property
+    def registry_topic(self) -> str:
+        return f"{self.prefix}registry"
 
     def local(self, participant: str) -> LocalParticipant | None:
         return next((p for p in self.participants if p.id == participant), None)
@@ -367,6 +374,7 @@ def _required(hint: Any) -> Any:
 def _check(config: GatewayConfig) -> None:
     _check_participants(config)
     _check_tls(config)
+    _check_registry(config)
     _check_limits(config)
     _check_publish_limits(config)
     if not 0 <= config.http.port <= 65535:
@@ -395,6 +403,11 @@ def _check_participants(config: GatewayConfig) -> None:
                 if digest in digests:  # one token, one principal: never ambiguous
                     raise ConfigError(f"{section}.{member.id}.token_sha256: digest used twice")
                 digests.add(digest)
+
+
+def _check_registry(config: GatewayConfig) -> None:
+    if config.registry.topic and config.registry.dir is None:
+        raise ConfigError("registry.topic: needs registry.dir, which holds the trust anchor")
 
 
 def _check_tls(config: GatewayConfig) -> None:

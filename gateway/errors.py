@@ -236,6 +236,8 @@ class RejectReason(StrEnum):
     UNKNOWN_CONTRACT = "unknown-contract"
     SENDER_NOT_PRODUCER = "sender-not-producer"
     RECIPIENT_NOT_CONSUMER = "recipient-not-consumer"
+    SENDER_NOT_ENTITLED = "sender-not-entitled"
+    RECIPIENT_NOT_ENTITLED = "recipient-not-entitled"
     CONTRACT_VIOLATION = "contract-violation"
     MIGRATION_FAILED = "migration-failed"
 

@@ -30,14 +30,19 @@ from gateway.contracts import load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
 from gateway.errors import ConfigError, GatewayError
 from gateway.limits import Clock
+from gateway.participants.admission import OPEN
 from gateway.participants.follow import RegistryView
 from gateway.participants.registry import ANCHOR_FILE
+from gateway.participants.topic import RegistryFollower
 from gateway.replay import SeenStore
 from gateway.transport import Transport
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.kafka import KafkaTransport
 
 log = structlog.get_logger("gateway.node")
+
+_CATCH_UP_S = 30.0
+"""Longest a starting node waits to read the registry topic to its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,46 +142,45 @@ async def _serving(
     clock: Clock | None,
 ) -> AsyncIterator[RunningNode]:
     hosted = frozenset(p.id for p in config.participants)
+    transport = transport or KafkaTransport(config.kafka)
+    catalog = load_catalog(config.contracts_dir)
     view = _registry(config, audit)
-    if view is not None:
-        keys.follow(view.public_keys)
-        _check_hosted_keys(view, keys, hosted)
-    parts = NodeParts(
-        config=config,
-        catalog=load_catalog(config.contracts_dir),
-        keys=keys,
-        audit=audit,
-        transport=transport or KafkaTransport(config.kafka),
-        seen=SeenStore(
+    async with contextlib.AsyncExitStack() as stack:
+        follower = await _follow_topic(config, view, transport) if view is not None else None
+        if follower is not None:
+            stack.push_async_callback(follower.stop)
+        if view is not None:
+            keys.follow(view.public_keys)
+            _check_hosted_keys(view, keys, hosted)
+        seen = SeenStore(
             config.state_dir / "replay.sqlite3" if config.state_dir else None,
             window_s=config.delivery.max_age_s + config.delivery.max_clock_skew_s,
             max_entries=config.delivery.replay_max_entries,
-        ),
-        clock=clock,
-        admitted=view.admitted if view is not None else None,
-    )
-    runner = web.AppRunner(
-        create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0
-    )
-    try:
-        await runner.setup()
-        site = web.TCPSite(
-            runner, config.http.host, config.http.port, ssl_context=tls_context(config)
         )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
-            ) from exc
-        port = runner.addresses[0][1]
-        scheme = "https" if config.http.tls_cert is not None else "http"
-        node = RunningNode(f"{scheme}://{config.http.host}:{port}", runner.app)
+        stack.callback(seen.close)
+        parts = NodeParts(
+            config=config,
+            catalog=catalog,
+            keys=keys,
+            audit=audit,
+            transport=transport,
+            seen=seen,
+            clock=clock,
+            admission=view if view is not None else OPEN,
+        )
+        runner = web.AppRunner(
+            create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0
+        )
+        stack.push_async_callback(runner.cleanup)
+        await runner.setup()
+        node = await _listen(runner, config)
         audit.record("node.started", participants=sorted(hosted), url=node.url)
         background = [asyncio.create_task(_sign_heads(audit, config), name="audit:heads")]
         if view is not None:
-            following = _follow(view, config.registry.poll_s)
-            background.append(asyncio.create_task(following, name="registry:follow"))
+            polling = _poll(view, config.registry.poll_s)
+            background.append(asyncio.create_task(polling, name="registry:poll"))
+        if follower is not None:
+            background.append(asyncio.create_task(follower.run(), name="registry:topic"))
         try:
             yield node
         finally:
@@ -186,9 +190,19 @@ async def _serving(
             # Recorded and signed while the producer still runs, so that the audit
             # topic receives the last head of this run now, not at the next start.
             on_stop()
-    finally:
-        await runner.cleanup()
-        parts.seen.close()
+
+
+async def _listen(runner: web.AppRunner, config: GatewayConfig) -> RunningNode:
+    site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls_context(config))
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}"
+        ) from exc
+    port = runner.addresses[0][1]
+    scheme = "https" if config.http.tls_cert is not None else "http"
+    return RunningNode(f"{scheme}://{config.http.host}:{port}", runner.app)
 
 
 def tls_context(config: GatewayConfig) -> ssl.SSLContext | None:
@@ -218,9 +232,22 @@ def _registry(config: GatewayConfig, audit: AuditLog) -> RegistryView | None:
     if not (directory / ANCHOR_FILE).is_file():
         raise ConfigError(f"registry.dir {directory} has no {ANCHOR_FILE} (the trust anchor)")
     try:
-        return RegistryView.open(directory, audit=audit)
+        return RegistryView.open(directory, audit=audit, files=not config.registry.topic)
     except GatewayError as exc:
         raise ConfigError(f"registry.dir {directory}: {exc.detail}") from exc
+
+
+async def _follow_topic(
+    config: GatewayConfig, view: RegistryView, transport: Transport
+) -> RegistryFollower | None:
+    """With ``registry.topic``, the whole topic is read before the node serves."""
+    if not config.registry.topic:
+        return None
+    topic = config.registry_topic
+    await transport.ensure_topics([], compacted=[topic])
+    follower = RegistryFollower(view, transport.reader(topic), topic)
+    await follower.catch_up(timeout_s=_CATCH_UP_S)
+    return follower
 
 
 def _check_hosted_keys(view: RegistryView, keys: KeyStore, hosted: frozenset[str]) -> None:
@@ -240,8 +267,8 @@ def _check_hosted_keys(view: RegistryView, keys: KeyStore, hosted: frozenset[str
             )
 
 
-async def _follow(view: RegistryView, poll_s: float) -> None:
-    """Take in new registry records while the node runs (no restart)."""
+async def _poll(view: RegistryView, poll_s: float) -> None:
+    """Take in new registry files and a changed anchor while the node runs (no restart)."""
     while True:
         await asyncio.sleep(poll_s)
         try:

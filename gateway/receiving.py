@@ -34,6 +34,8 @@ from gateway.errors import (
     VerificationError,
 )
 from gateway.jsonparse import parse_json
+from gateway.participants.admission import OPEN, Admission
+from gateway.participants.document import Role
 from gateway.transport import InboundRecord
 
 
@@ -65,8 +67,10 @@ class Receiver:
         keys: KeyStore,
         already_settled: Callable[[str], bool] = _never_seen,
         clock: Callable[[], float] = time.time,
+        admission: Admission = OPEN,
     ) -> None:
         self._participant = participant
+        self._admission = admission
         self._config = config
         self._catalog = catalog
         self._keys = keys
@@ -167,7 +171,27 @@ class Receiver:
                 RejectReason.RECIPIENT_NOT_CONSUMER,
                 f"'{b.recipient}' is not a consumer of {contract.ref}",
             )
+        self._check_entitled(b, contract)
         return contract
+
+    def _check_entitled(self, b: Binding, contract: ContractVersion) -> None:
+        """The registry, as this node sees it, agrees too: a node with an older view (or a
+        rogue one) cannot route past a suspension or beyond what a record asks for. A
+        recipient that is itself suspended is not judged here: its messages wait, unread
+        (its inbox answers 403), until it is reinstated."""
+        admission = self._admission
+        if not admission.entitled(b.sender, contract, Role.PUBLISH):
+            raise VerificationError(
+                RejectReason.SENDER_NOT_ENTITLED,
+                f"the registry does not entitle '{b.sender}' to publish {contract.ref}",
+            )
+        if admission.admitted(b.recipient) and not admission.entitled(
+            b.recipient, contract, Role.SUBSCRIBE
+        ):
+            raise VerificationError(
+                RejectReason.RECIPIENT_NOT_ENTITLED,
+                f"the registry does not entitle '{b.recipient}' to receive {contract.ref}",
+            )
 
     def _validate(self, contract: ContractVersion, payload: bytes) -> Any:
         """The receiver trusts its own contract copy, not the sender, and checks the

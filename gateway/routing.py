@@ -34,6 +34,8 @@ from gateway.errors import (
 )
 from gateway.ids import new_message_id
 from gateway.jsonparse import parse_json
+from gateway.participants.admission import OPEN, Admission
+from gateway.participants.document import Role
 from gateway.transport import OutboundRecord, Publisher
 
 _MAX_POINTERS = 50
@@ -71,10 +73,10 @@ class Router:
         publisher: Publisher,
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
-        admitted: Callable[[str], bool] = lambda _: True,
+        admission: Admission = OPEN,
     ) -> None:
-        """``admitted`` says whether the registry lets a participant take part now."""
-        self._admitted = admitted
+        """``admission`` says whom the registry lets take part now, and in what."""
+        self._admission = admission
         self._config = config
         self._catalog = catalog
         self._keys = keys
@@ -108,10 +110,14 @@ class Router:
     def _admit(self, request: PublishRequest) -> tuple[ContractVersion, Any, tuple[str, ...]]:
         # 1. The contract exists and the sender is one of its producers.
         contract = self._catalog.resolve(request.contract)
-        if not self._admitted(request.sender):
+        if not self._admission.admitted(request.sender):
             raise Forbidden(f"'{request.sender}' is not an active participant in the registry")
         if request.sender not in contract.producers:
             raise Forbidden(f"'{request.sender}' is not a producer of {contract.ref}")
+        if not self._admission.entitled(request.sender, contract, Role.PUBLISH):
+            raise Forbidden(
+                f"'{request.sender}' has no registry record entitling it to publish {contract.ref}"
+            )
         # 2. The body is bounded, well-formed JSON that satisfies the contract.
         http = self._config.http
         payload = parse_json(
@@ -122,15 +128,22 @@ class Router:
         return contract, payload, self._recipients(contract, request.to)
 
     def _recipients(self, contract: ContractVersion, to: Sequence[str]) -> tuple[str, ...]:
-        active = tuple(c for c in sorted(contract.consumers) if self._admitted(c))
+        admission = self._admission
+        active = tuple(
+            c for c in sorted(contract.consumers) if admission.entitled(c, contract, Role.SUBSCRIBE)
+        )
         wanted = tuple(dict.fromkeys(to)) or active
         if not wanted:
             raise RecipientNotAllowed(f"no consumer of {contract.ref} is active in the registry")
         for recipient in wanted:
             if recipient not in contract.consumers:
                 raise RecipientNotAllowed(f"'{recipient[:64]}' is not a consumer of {contract.ref}")
-            if recipient not in active:
+            if not admission.admitted(recipient):
                 raise RecipientNotAllowed(f"'{recipient}' is not an active participant")
+            if recipient not in active:
+                raise RecipientNotAllowed(
+                    f"'{recipient}' has no registry record entitling it to receive {contract.ref}"
+                )
             if self._keys.public(recipient) is None:
                 raise UnknownRecipient(f"no keys are known for recipient '{recipient}'")
         return wanted

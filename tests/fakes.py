@@ -69,6 +69,40 @@ class MemorySource:
         return None
 
 
+class MemoryReader:
+    """A topic read from its beginning, outside any group."""
+
+    def __init__(self, broker: MemoryBroker, topic: str) -> None:
+        self._broker = broker
+        self._topic = topic
+        self._position = 0
+        self.running = False
+
+    async def start(self) -> None:
+        if self._broker.down:
+            raise TransportError("broker is down")
+        self.running = True
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
+        if self._broker.down:
+            raise TransportError(f"reading {self._topic} failed")
+        records = self._broker.records(self._topic)[self._position : self._position + max_records]
+        if not records:
+            await asyncio.sleep(min(timeout_s, 0.01))
+        start = self._position
+        self._position += len(records)
+        return [
+            InboundRecord(self._topic, 0, start + i, r.key, r.value, r.headers)
+            for i, r in enumerate(records)
+        ]
+
+    async def lag(self) -> int:
+        return len(self._broker.records(self._topic)) - self._position
+
+    async def stop(self) -> None:
+        self.running = False
+
+
 class MemoryTransport:
     def __init__(self, broker: MemoryBroker | None = None) -> None:
         self.broker = broker or MemoryBroker()
@@ -79,6 +113,9 @@ class MemoryTransport:
     def source(self, *, topic: str, group_id: str) -> MemorySource:
         return MemorySource(self.broker, topic, group_id)
 
-    async def ensure_topics(self, topics: Sequence[str]) -> None:
-        for topic in topics:
+    def reader(self, topic: str) -> MemoryReader:
+        return MemoryReader(self.broker, topic)
+
+    async def ensure_topics(self, topics: Sequence[str], *, compacted: Sequence[str] = ()) -> None:
+        for topic in [*topics, *compacted]:
             self.broker.topics.setdefault(topic, [])

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.api import audit, contracts, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import (
-    ADMITTED,
+    ADMISSION,
     AUDIT,
     AUTH,
     CATALOG,
@@ -37,6 +37,7 @@ from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.limits import Clock, Limiter
+from gateway.participants.admission import OPEN, Admission
 from gateway.receiving import Receiver
 from gateway.replay import SeenStore
 from gateway.routing import Router
@@ -60,8 +61,8 @@ class NodeParts:
     """Message ids each hosted participant acknowledged (replay defence)."""
     clock: Clock | None = None
     """The clocks publish limits run on; None: the system's (tests pass a fake)."""
-    admitted: Callable[[str], bool] | None = None
-    """Whether the registry lets a participant take part now; None: no registry."""
+    admission: Admission = OPEN
+    """Whom the registry lets take part now, and in what; OPEN: no registry."""
 
 
 def create_app(parts: NodeParts) -> web.Application:
@@ -77,7 +78,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[READINESS] = Readiness()
     app[INBOXES] = {}
     app[AUDIT] = parts.audit
-    app[ADMITTED] = parts.admitted or (lambda _: True)
+    app[ADMISSION] = parts.admission
     app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
@@ -134,7 +135,7 @@ def _broker_lifetime(
             keys=parts.keys,
             publisher=publisher,
             audit=parts.audit,
-            admitted=parts.admitted or (lambda _: True),
+            admission=parts.admission,
         )
         tasks = [_start_inbox(app, parts, p, publisher) for p in hosted]
         try:
@@ -179,6 +180,7 @@ def _start_inbox(
             catalog=parts.catalog,
             keys=parts.keys,
             already_settled=already_settled,
+            admission=parts.admission,
         ),
         publisher=publisher,
         audit=parts.audit,

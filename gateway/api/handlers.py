@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.api.auth import Principal, Role
 from gateway.api.keys import (
-    ADMITTED,
+    ADMISSION,
     AUDIT,
     AUTH,
     CALLER,
@@ -157,7 +157,7 @@ def _audit_throttled(
 
 def _inbox(request: web.Request) -> Inbox:
     participant = participant_of(request)
-    if not request.app[ADMITTED](participant):
+    if not request.app[ADMISSION].admitted(participant):
         # Suspended: nothing more is delivered until the registry reinstates it.
         raise Forbidden(f"'{participant}' is not an active participant in the registry")
     inbox = request.app[INBOXES].get(participant)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.delivery import Inbox
 from gateway.limits import Limiter
+from gateway.participants.admission import Admission
 from gateway.routing import Router
 
 
@@ -43,6 +43,5 @@ CALLER: ContextVar[Principal | None] = ContextVar("gateway_caller", default=None
 Set where a handler authenticates; the problem middleware resets it around
 each request (a context variable rather than request storage: ``web.RequestKey``
 needs aiohttp 3.14)."""
-Admitted = Callable[[str], bool]
-ADMITTED: web.AppKey[Admitted] = web.AppKey("admitted")
-"""Whether the registry lets a participant take part now (always, without a registry)."""
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
+"""Whom the registry lets take part now, and in what (everyone, without a registry)."""

@@ -93,6 +93,11 @@ EVENTS: dict[str, Event] = {
     "participant.suspended": Event("suspended", "a participant was suspended", _PARTICIPANT),
     "participant.reinstated": Event("reinstated", "a participant was reinstated", _PARTICIPANT),
     "participant.revoked": Event("revoked", "a participant was removed for good", _PARTICIPANT),
+    "registry.anchor_changed": Event(
+        "changed",
+        "the trust anchor file changed; every held record was opened again against it",
+        ("kids", "dropped"),
+    ),
     "registry.refused": Event(
         "refused",
         "a registry record did not hold (signature, signer, serial); the last good one stays",

@@ -8,7 +8,7 @@ checks that each requested contract lists the participant in that role.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,12 @@ from gateway.participants.registry import (
 )
 
 Say = Callable[[str], None]
+Publish = Callable[[Sequence[Record]], None]
+"""Hands new records to the registry topic (``--publish CONFIG``)."""
+
+
+def no_topic(_records: Sequence[Record]) -> None:
+    return None
 
 
 def submit_command(path: Path, *, contracts: Path | None, as_json: bool, say: Say) -> int:
@@ -138,6 +144,7 @@ def approve_command(
     contracts: Path | None,
     now: int,
     say: Say,
+    publish: Publish = no_topic,
 ) -> int:
     catalog, _ = _catalog(contracts)
     participant, problems = check(read_participant_file(path), catalog)
@@ -168,6 +175,7 @@ def approve_command(
     )
     written = write_record(registry_dir, record)
     say(f"approved {participant.id} (serial {record.serial}, signed by {record.issuer}): {written}")
+    publish([record])
     return 0
 
 
@@ -220,7 +228,14 @@ _MOVES = {
 
 
 def status_command(
-    action: str, participant_id: str, *, registry_dir: Path, signer: Signer, now: int, say: Say
+    action: str,
+    participant_id: str,
+    *,
+    registry_dir: Path,
+    signer: Signer,
+    now: int,
+    say: Say,
+    publish: Publish = no_topic,
 ) -> int:
     anchor = read_verify_keys(registry_dir / ANCHOR_FILE)
     registry = _current(registry_dir, anchor, participant_id)
@@ -248,7 +263,50 @@ def status_command(
     )
     write_record(registry_dir, record)
     say(f"{participant_id} is {status.value} (serial {record.serial}, signed by {issuer})")
+    publish([record])
     return 0
+
+
+def list_command(registry_dir: Path, *, as_json: bool, say: Say) -> int:
+    """Every participant the registry holds, with status, serial and signer; and every
+    record file that does not hold (exit 1 when there is one)."""
+    anchor = read_verify_keys(registry_dir / ANCHOR_FILE)
+    registry, refused = load_registry(registry_dir, anchor)
+    rows = [
+        {
+            "participant": r.id,
+            "kind": r.participant.kind.value,
+            "status": r.status.value,
+            "serial": r.serial,
+            "signed_by": r.issuer,
+            "sponsor": r.participant.sponsor,
+            "legal_name": r.participant.legal_name,
+        }
+        for r in registry.records()
+    ]
+    problems = [{"file": name, "reason": e.reason, "detail": e.detail} for name, e in refused]
+    if as_json:
+        say(json.dumps({"participants": rows, "refused": problems}, indent=2))
+        return 1 if problems else 0
+    say(f"{registry_dir}: {len(rows)} participant(s)")
+    for row in rows:
+        say(
+            f"  {row['participant']:<24} {row['kind']:<10} {row['status']:<9} "
+            f"serial {row['serial']:<4} signed by {row['signed_by']}"
+        )
+    for problem in problems:
+        say(f"  REFUSED {problem['file']}: {problem['reason']}: {problem['detail']}")
+    return 1 if problems else 0
+
+
+def records_in(registry_dir: Path) -> list[Record]:
+    """The records that hold in ``registry_dir``, sponsors first (for the topic)."""
+    anchor = read_verify_keys(registry_dir / ANCHOR_FILE)
+    registry, refused = load_registry(registry_dir, anchor)
+    if refused:
+        name, exc = refused[0]
+        raise ConfigError(f"{name} does not hold ({exc.detail}); repair or remove it first")
+    return sorted(registry.records(), key=lambda r: (r.issuer != AUTHORITY, r.id))
 
 
 def _issue(

@@ -1,11 +1,21 @@
-"""A node's view of the registry directory, followed while it runs.
+"""A node's view of the registry, followed while it runs.
 
-The node loads every record at start and then looks again every
-``registry.poll_s``: a new record (an approval, a suspension, a
-reinstatement, a revocation) takes effect without a restart. What does not
-hold (a bad signature, an unknown signer, an older serial) is refused and
-audited, and the node keeps serving with the last good registry: nothing is
-ever dropped because a file went bad or away.
+Records come from one of two places:
+
+- the registry directory (the embedded default): the node loads every record
+  file at start and looks again every ``registry.poll_s``;
+- the compacted ``<prefix>registry`` topic (``registry.topic: true``, for
+  clusters): :mod:`gateway.participants.topic` reads it from the beginning
+  before the node serves, then follows it and hands each record to
+  :meth:`RegistryView.take`.
+
+Either way a new record (an approval, a suspension, a reinstatement, a
+revocation) takes effect without a restart. What does not hold (a bad
+signature, an unknown signer, an older serial) is refused and audited, and the
+node keeps serving with the last good registry: nothing is ever dropped
+because a file went bad or away. The trust anchor (``authority.jwks.json``)
+is looked at on every poll too: when it changes, every held record is opened
+again against it, and those that no longer chain to it are dropped.
 
     view = RegistryView.open(directory, audit=audit)
     view.admitted("acme-analytics")     # an active record, right now
@@ -14,13 +24,19 @@ ever dropped because a file went bad or away.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.audit.log import AuditLog
 from gateway.audit.store import read_verify_keys
+from gateway.contracts.model import ContractVersion
 from gateway.crypto.jwk import VerifyKey
 from gateway.crypto.keys import PublicKeys
+from gateway.errors import KeyStoreError
+from gateway.participants.document import Role
 from gateway.participants.registry import (
     ANCHOR_FILE,
     AUTHORITY,
@@ -30,6 +46,7 @@ from gateway.participants.registry import (
     Registry,
     Status,
     load_registry,
+    open_record,
 )
 
 _EVENTS = {
@@ -38,21 +55,31 @@ _EVENTS = {
     Status.REVOKED: "participant.revoked",
 }
 
+_Version = tuple[str, int, int]
+"""A file's name, modification time and size: what tells one version from the next."""
+
 
 @dataclass(slots=True)
 class RegistryView:
     directory: Path
     anchor: dict[str, VerifyKey]
     audit: AuditLog
+    files: bool = True
+    """Read record files from the directory (False: they come from the topic)."""
     registry: Registry = field(default_factory=Registry)
-    _seen: tuple[tuple[str, int, int], ...] = ()
-    _reported: set[tuple[str, int, int]] = field(default_factory=set)
+    _seen: tuple[_Version, ...] = ()
+    _anchor_seen: _Version | None = None
+    _reported: set[_Version] = field(default_factory=set)
+    _held_back: dict[str, tuple[Record, Record | None]] | None = None
 
     @classmethod
-    def open(cls, directory: Path, *, audit: AuditLog) -> RegistryView:
-        view = cls(directory, read_verify_keys(directory / ANCHOR_FILE), audit)
+    def open(cls, directory: Path, *, audit: AuditLog, files: bool = True) -> RegistryView:
+        view = cls(directory, read_verify_keys(directory / ANCHOR_FILE), audit, files)
+        view._anchor_seen = _version(directory / ANCHOR_FILE)
         view.refresh()
         return view
+
+    # -- what the rest of the node asks ----------------------------------------------
 
     def admitted(self, participant: str) -> bool:
         """An active record, signed by the authority or by a sponsor that is itself
@@ -71,6 +98,21 @@ class RegistryView:
             and sponsor.participant.keys.verify_key(record.kid) is not None
         )
 
+    def entitled(self, participant: str, contract: ContractVersion, role: Role) -> bool:
+        """Admitted, and its record asks for ``contract`` in ``role`` over a version range
+        that admits this version: what a sponsor approved, not more."""
+        record = self.registry.get(participant)
+        return (
+            record is not None
+            and self.admitted(participant)
+            and any(
+                request.contract == contract.id
+                and request.role is role
+                and request.versions.admits(contract.version)
+                for request in record.participant.contracts
+            )
+        )
+
     def public_keys(self, participant: str) -> PublicKeys | None:
         """The keys an admitted participant's record lists; None for anyone else."""
         record = self.registry.get(participant)
@@ -82,37 +124,110 @@ class RegistryView:
         record = self.registry.get(participant)
         return record.status if record is not None else None
 
+    # -- taking records in -------------------------------------------------------------
+
     def refresh(self) -> bool:
-        """Take in what changed on disk; True when any record was taken."""
+        """Take in what changed on disk (the anchor, and record files unless they come
+        from the topic); True when anything was taken or dropped."""
+        changed = self._check_anchor()
+        if not self.files:
+            return changed
         seen = self._signature()
         if seen == self._seen:
-            return False
+            return changed
         self._seen = seen
         fresh, refused = load_registry(self.directory, self.anchor)
-        changed = False
         # Sponsors (authority-signed) first, so that their contractors find them.
         for record in sorted(fresh.records(), key=lambda r: (r.issuer != AUTHORITY, r.id)):
-            previous = self.registry.get(record.id)
-            try:
-                taken = self.registry.accept(record)
-            except RecordRefused as rollback:
-                self._refused(f"{record.id}{RECORD_SUFFIX}", rollback)
-                continue
-            if taken:
-                self._changed(record, previous)
-                changed = True
+            changed = self._accept(record, f"{record.id}{RECORD_SUFFIX}") or changed
         for name, reason in refused:
             self._refused(name, reason)
         return changed
 
-    def _signature(self) -> tuple[tuple[str, int, int], ...]:
+    def take(self, value: bytes, origin: str) -> bool:
+        """One record bundle as it came from the registry topic; ``origin`` (topic,
+        partition and offset) names it in a ``registry.refused`` audit record.
+
+        A contractor's record may arrive before its sponsor's: the sponsor's record in
+        its chain (the authority signed it) is taken first, and any newer record of the
+        sponsor still wins by its serial."""
+        try:
+            bundle = json.loads(value)
+        except (ValueError, RecursionError):
+            self._refused(origin, RecordRefused("malformed", "a registry record is not JSON"))
+            return False
+        try:
+            record = open_record(bundle, self.anchor)
+        except RecordRefused as exc:
+            self._refused(origin, exc)
+            return False
+        if record.issuer != AUTHORITY and self.registry.get(record.issuer) is None:
+            sponsor = open_record({"record": record.chain[0], "chain": []}, self.anchor)
+            self._accept(sponsor, f"{origin} (chain)")
+        return self._accept(record, origin)
+
+    @contextlib.contextmanager
+    def catching_up(self) -> Iterator[None]:
+        """Read a backlog (a topic from its start) without auditing every historical
+        step: each participant's change over the whole backlog is audited once, at the
+        end, as the node then holds it. Refusals are still audited as they come."""
+        self._held_back = {}
+        try:
+            yield
+        finally:
+            held, self._held_back = self._held_back, None
+            for record, previous in held.values():
+                if previous is None or previous.jws != record.jws:
+                    self._changed(record, previous)
+
+    def _accept(self, record: Record, name: str) -> bool:
+        previous = self.registry.get(record.id)
+        try:
+            taken = self.registry.accept(record)
+        except RecordRefused as exc:
+            self._refused(name, exc)
+            return False
+        if taken:
+            if self._held_back is not None:
+                first = self._held_back.get(record.id, (record, previous))[1]
+                self._held_back[record.id] = (record, first)
+            else:
+                self._changed(record, previous)
+        return taken
+
+    def _check_anchor(self) -> bool:
+        """A changed trust anchor: open every held record again against the new one."""
+        path = self.directory / ANCHOR_FILE
+        version = _version(path)
+        if version == self._anchor_seen:
+            return False
+        self._anchor_seen = version
+        try:
+            anchor = read_verify_keys(path)
+        except KeyStoreError as exc:  # a half-copied or removed file: keep the old anchor
+            self._refused(ANCHOR_FILE, RecordRefused("malformed", exc.detail))
+            return False
+        if anchor.keys() == self.anchor.keys():
+            return False
+        self.anchor = anchor
+        kept, dropped = Registry(), []
+        for record in sorted(self.registry.records(), key=lambda r: r.issuer != AUTHORITY):
+            try:
+                kept.accept(open_record(record.bundle(), anchor))
+            except RecordRefused as exc:
+                dropped.append(record.id)
+                self._refused(f"{record.id} (held)", exc)
+        self.registry = kept
+        self._seen = ()  # files once refused may hold under the new anchor
+        self.audit.record("registry.anchor_changed", kids=sorted(anchor), dropped=dropped)
+        return True
+
+    def _signature(self) -> tuple[_Version, ...]:
         files = []
         for path in sorted(self.directory.glob(f"*{RECORD_SUFFIX}")):
-            try:
-                stat = path.stat()
-            except OSError:
-                continue  # gone between the listing and the look
-            files.append((path.name, stat.st_mtime_ns, stat.st_size))
+            version = _version(path)
+            if version is not None:  # else gone between the listing and the look
+                files.append(version)
         return tuple(files)
 
     def _changed(self, record: Record, previous: Record | None) -> None:
@@ -138,3 +253,11 @@ class RegistryView:
             return
         self._reported.add(version)
         self.audit.record("registry.refused", file=name, reason=exc.reason, detail=exc.detail[:300])
+
+
+def _version(path: Path) -> _Version | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (path.name, stat.st_mtime_ns, stat.st_size)

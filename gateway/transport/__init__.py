@@ -12,6 +12,7 @@ from gateway.transport.records import (
     Partition,
     Publisher,
     RecordSource,
+    TopicReader,
     Transport,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "Partition",
     "Publisher",
     "RecordSource",
+    "TopicReader",
     "Transport",
 ]

@@ -115,18 +115,7 @@ class KafkaRecordSource:
     async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
         consumer = self._running()
         batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        return [
-            InboundRecord(
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-                key=m.key,
-                value=m.value or b"",
-                headers=tuple(m.headers or ()),
-            )
-            for messages in batches.values()
-            for m in messages
-        ]
+        return _inbound(batches)
 
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         consumer = self._running()
@@ -146,23 +135,117 @@ class KafkaRecordSource:
         return self._consumer
 
 
-async def ensure_topics(config: KafkaConfig, topics: Iterable[str]) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+def _inbound(batches: Mapping[TopicPartition, Sequence[Any]]) -> list[InboundRecord]:
+    return [
+        InboundRecord(
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            key=m.key,
+            value=m.value or b"",
+            headers=tuple(m.headers or ()),
+        )
+        for messages in batches.values()
+        for m in messages
+    ]
+
+
+class KafkaTopicReader:
+    """Every partition of one topic, assigned (no group) and read from the beginning."""
+
+    def __init__(self, *, config: KafkaConfig, topic: str) -> None:
+        self._config = config
+        self._topic = topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **_common(self._config), group_id=None, enable_auto_commit=False
+        )
+        try:
+            await consumer.start()
+            partitions = await self._partitions_of(consumer)
+        except (KafkaError, OSError) as exc:
+            await consumer.stop()
+            raise TransportError(f"cannot connect to Kafka at {self._config.bootstrap}") from exc
+        if not partitions:
+            await consumer.stop()
+            raise TransportError(f"topic {self._topic} does not exist")
+        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        consumer.assign(self._partitions)
+        await consumer.seek_to_beginning(*self._partitions)
+        self._consumer = consumer
+
+    async def _partitions_of(self, consumer: AIOKafkaConsumer) -> set[int]:
+        partitions: set[int] = consumer.partitions_for_topic(self._topic) or set()
+        if not partitions:  # metadata is fetched lazily: topics() fetches it now
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(self._topic) or set()
+        return partitions
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
+        consumer = self._running()
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+        except KafkaError as exc:
+            raise TransportError(f"reading {self._topic} failed: {type(exc).__name__}") from exc
+        return _inbound(batches)
+
+    async def lag(self) -> int:
+        consumer = self._running()
+        try:
+            ends = await consumer.end_offsets(self._partitions)
+            positions = [await consumer.position(tp) for tp in self._partitions]
+        except KafkaError as exc:
+            raise TransportError(f"reading {self._topic} failed: {type(exc).__name__}") from exc
+        return sum(
+            max(0, ends[tp] - at) for tp, at in zip(self._partitions, positions, strict=True)
+        )
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def _running(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise TransportError("topic reader is not running")
+        return self._consumer
+
+
+async def ensure_topics(
+    config: KafkaConfig, topics: Iterable[str], *, compacted: Iterable[str] = ()
+) -> None:
+    """Create the topics that do not exist yet (idempotent); ``compacted`` ones with one
+    partition and ``cleanup.policy=compact``."""
+    plain, compact = set(topics), set(compacted)
     admin = AIOKafkaAdminClient(**_common(config))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        missing = sorted(set(topics) - existing)
+        missing = [
+            NewTopic(t, config.topic_partitions, config.replication_factor)
+            for t in sorted(plain - compact - existing)
+        ] + [
+            NewTopic(t, 1, config.replication_factor, topic_configs=_COMPACTED)
+            for t in sorted(compact - existing)
+        ]
         if missing:
-            await _create(admin, config, missing)
+            await _create(admin, missing)
     except KafkaError as exc:
         raise TransportError(f"cannot create topics: {type(exc).__name__}") from exc
     finally:
         await admin.close()
 
 
-async def _create(admin: AIOKafkaAdminClient, config: KafkaConfig, topics: list[str]) -> None:
-    new = [NewTopic(t, config.topic_partitions, config.replication_factor) for t in topics]
+_COMPACTED = {"cleanup.policy": "compact"}
+
+
+async def _create(admin: AIOKafkaAdminClient, new: list[NewTopic]) -> None:
+    topics = [t.name for t in new]
     try:
         await admin.create_topics(new)
     except TopicAlreadyExistsError:
@@ -183,6 +266,9 @@ class KafkaTransport:
     def source(self, *, topic: str, group_id: str) -> KafkaRecordSource:
         return KafkaRecordSource(config=self._config, topic=topic, group_id=group_id)
 
-    async def ensure_topics(self, topics: Sequence[str]) -> None:
+    def reader(self, topic: str) -> KafkaTopicReader:
+        return KafkaTopicReader(config=self._config, topic=topic)
+
+    async def ensure_topics(self, topics: Sequence[str], *, compacted: Sequence[str] = ()) -> None:
         if self._config.create_topics:
-            await ensure_topics(self._config, topics)
+            await ensure_topics(self._config, topics, compacted=compacted)

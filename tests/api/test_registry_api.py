@@ -59,9 +59,15 @@ class World:
     http: aiohttp.ClientSession
     transport: MemoryTransport | None = None
 
-    def put(self, participant: str, serial: int, status: Status = Status.ACTIVE) -> None:
+    def put(
+        self,
+        participant: str,
+        serial: int,
+        status: Status = Status.ACTIVE,
+        document: dict[str, Any] | None = None,
+    ) -> None:
         """Write the participant's record as its signer would (authority or sponsor)."""
-        document = self.document(participant)
+        document = document or self.document(participant)
         if document["kind"] == "agency":
             jws = self.sign(document, serial, status, AUTHORITY_KEY, AUTHORITY)
             chain: list[str] = []
@@ -185,6 +191,84 @@ async def test_an_approved_contractor_receives_and_a_suspended_one_stops_at_once
     status, body = await world.publish()
     assert body["recipients"] == ["acme-analytics", "socialtreasury"]
     assert [e["serial"] for e in world.events("participant.reinstated")] == [3]
+
+
+async def test_messages_held_for_a_suspended_participant_are_delivered_on_reinstatement(
+    world: World,
+) -> None:
+    """Accepted before the suspension took effect, a message waits (it is not dead-lettered)
+    and is delivered once the participant is reinstated; nothing published meanwhile is."""
+    _, before = await world.publish()
+    world.put("acme-analytics", serial=2, status=Status.SUSPENDED)
+
+    async def suspended() -> bool:  # no pull before the suspension: it would take the message
+        return bool(world.events("participant.suspended"))
+
+    await world.until(suspended)
+    assert await world.pull_status("acme-analytics") == 403
+    _, during = await world.publish()
+    world.put("acme-analytics", serial=3)
+
+    async def reinstated() -> bool:  # not a pull: that would take the message
+        return bool(world.events("participant.reinstated"))
+
+    await world.until(reinstated)
+    async with world.http.get(
+        "/v1/inbox?wait=2", headers=world.fed.auth("acme-analytics")
+    ) as response:
+        pulled = [m["message_id"] for m in (await response.json())["messages"]]
+    assert pulled == [before["message_id"]]
+    assert during["recipients"] == ["socialtreasury"]
+    assert not any(
+        e["recipient"] == "acme-analytics" for e in world.events("message.dead_lettered")
+    )
+
+
+async def test_a_sender_whose_record_does_not_ask_to_publish_gets_403(world: World) -> None:
+    subscriber_only = world.document("socialtreasury") | {
+        "participant": "minhealth",
+        "keys": world.fed.keys["minhealth"].public().to_jwks("minhealth"),
+        "legal_name": "Minhealth",
+    }
+    world.put("minhealth", serial=2, document=subscriber_only)
+
+    async def refused() -> bool:
+        return (await world.publish())[0] == 403
+
+    await world.until(refused)
+    status, body = await world.publish()
+    assert (status, body["detail"]) == (
+        403,
+        f"'minhealth' has no registry record entitling it to publish {REFERRAL}@1.1.0",
+    )
+    assert world.events("access.denied")[-1]["principal"] == "minhealth"
+
+
+async def test_a_consumer_outside_its_requested_versions_is_left_out(world: World) -> None:
+    narrow = world.document("acme-analytics") | {
+        "contracts": [{"contract": REFERRAL, "role": "subscribe", "versions": "~1.0.0"}]
+    }
+    world.put("acme-analytics", serial=2, document=narrow)
+
+    async def left_out() -> bool:
+        recipients: list[str] = (await world.publish())[1]["recipients"]
+        return recipients == ["socialtreasury"]
+
+    await world.until(left_out)  # the latest version, 1.1.0, is outside ~1.0.0
+    async with world.http.post(
+        f"{PUBLISH}?to=acme-analytics", json=referral(), headers=world.fed.auth("minhealth")
+    ) as response:
+        body = await response.json()
+    assert response.status == 422
+    assert body["detail"] == (
+        f"'acme-analytics' has no registry record entitling it to receive {REFERRAL}@1.1.0"
+    )
+    async with world.http.post(
+        f"/v1/contracts/{REFERRAL}@1.0.0/messages",
+        json=referral(),
+        headers=world.fed.auth("minhealth"),
+    ) as response:
+        assert (await response.json())["recipients"] == ["acme-analytics", "socialtreasury"]
 
 
 async def test_a_suspended_sender_gets_403_and_an_audit_record(world: World) -> None:

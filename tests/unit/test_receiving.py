@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.contracts import load_catalog
+from gateway.contracts import ContractVersion, load_catalog
 from gateway.crypto.keys import KeyStore
 from gateway.errors import ConfigError, RejectReason, UnknownContract, VerificationError
+from gateway.participants.document import Role
 from gateway.receiving import Receiver
 from gateway.transport import InboundRecord
 from tests.support import REFERRAL, SECRET, Federation, referral
@@ -128,3 +129,70 @@ def test_pins_in_the_config_must_be_strings(tmp_path: Path) -> None:
     path.write_text("participants:\n  - id: minhealth\n    pinned_versions: {a.b: '1.0.0'}\n")
     config = load_config(path, environ={})
     assert dataclasses.asdict(config.participants[0])["pinned_versions"] == {"a.b": "1.0.0"}
+
+
+class Admits:
+    """An admission that grants exactly the (participant, role) pairs given."""
+
+    def __init__(self, *grants: tuple[str, Role], admitted: tuple[str, ...] = ()) -> None:
+        self._grants = set(grants)
+        self._admitted = {p for p, _ in grants} | set(admitted)
+
+    def admitted(self, participant: str) -> bool:
+        return participant in self._admitted
+
+    def entitled(self, participant: str, contract: ContractVersion, role: Role) -> bool:
+        return (participant, role) in self._grants
+
+
+def entitled_receiver(fed: Federation, admission: Admits) -> Receiver:
+    config = fed.config((ME,))
+    keys = KeyStore.load(config.keys_dir, hosted={ME}, secret=SECRET)
+    return Receiver(
+        participant=ME,
+        config=config,
+        catalog=load_catalog(config.contracts_dir),
+        keys=keys,
+        admission=admission,
+    )
+
+
+@pytest.mark.parametrize(
+    ("admission", "reason"),
+    [
+        (Admits((ME, Role.SUBSCRIBE)), RejectReason.SENDER_NOT_ENTITLED),
+        (Admits(("minhealth", Role.SUBSCRIBE), (ME, Role.SUBSCRIBE)), "sender-not-entitled"),
+        (Admits(("minhealth", Role.PUBLISH), admitted=(ME,)), "recipient-not-entitled"),
+    ],
+)
+def test_the_registry_as_the_receiver_sees_it_must_entitle_both_ends(
+    fed: Federation, admission: Admits, reason: str
+) -> None:
+    """A sending node with an older view of the registry (or a rogue one) cannot route
+    past what the receiving node's registry allows."""
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    with pytest.raises(VerificationError) as info:
+        entitled_receiver(fed, admission).receive(record(fed, value, headers))
+    assert info.value.reason == reason
+
+
+def test_a_suspended_recipient_is_not_judged_its_message_waits(fed: Federation) -> None:
+    """Not admitted right now (suspended): the message is kept for after reinstatement."""
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    admission = Admits(("minhealth", Role.PUBLISH))  # ME: neither admitted nor entitled
+    message = entitled_receiver(fed, admission).receive(record(fed, value, headers))
+    assert message.recipient == ME
+
+
+def test_entitled_ends_are_received(fed: Federation) -> None:
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    admission = Admits(("minhealth", Role.PUBLISH), (ME, Role.SUBSCRIBE))
+    assert entitled_receiver(fed, admission).receive(record(fed, value, headers)).sender == (
+        "minhealth"
+    )
