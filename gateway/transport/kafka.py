@@ -161,7 +161,12 @@ class KafkaTopicReader:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            **_common(self._config), group_id=None, enable_auto_commit=False
+            **_common(self._config),
+            group_id=None,
+            enable_auto_commit=False,
+            # A quiet topic where a change must land fast (a suspension): the broker
+            # answers a fetch at once when records come, else after 100 ms, not 500.
+            fetch_max_wait_ms=100,
         )
         try:
             await consumer.start()
