@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.api.auth import new_token
@@ -49,6 +49,9 @@ from gateway.crypto.jwk import Suite
 from gateway.crypto.keys import passphrase, read_public
 from gateway.errors import ConfigError, GatewayError, InvalidContract, TransportError
 from gateway.logs import configure_logging
+
+if TYPE_CHECKING:
+    from gateway.node import RunningNode
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -599,10 +602,23 @@ def _serve(config_path: Path) -> int:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(signal.SIGHUP, _reload_credentials, node, config_path)
                 await stop.wait()
 
     asyncio.run(serve())
     return 0
+
+
+def _reload_credentials(node: RunningNode, config_path: Path) -> None:
+    """SIGHUP: read the config again and take its tokens and certificate fingerprints."""
+    try:
+        ignored = node.reload_credentials(load_config(config_path))
+    except GatewayError as exc:
+        print(f"gateway: credentials not reloaded: {exc.detail}", file=sys.stderr)
+        return
+    print("gateway: credentials reloaded", file=sys.stderr)
+    if ignored:
+        print(f"gateway: restart to apply the other changes: {', '.join(ignored)}", file=sys.stderr)
 
 
 def _new_token(name: str, *, auditor: bool) -> int:
@@ -612,6 +628,10 @@ def _new_token(name: str, *, auditor: bool) -> int:
     token, digest = new_token()
     print(f"token for {name} (give it to them; it is not stored):\n  {token}")
     print(f"add to the node config under {kind}s -> {name} -> token_sha256:\n  {digest}")
+    print(
+        "to rotate: list it beside the old digest, send the node SIGHUP (no restart), "
+        "hand the token over, then remove the old digest and send SIGHUP again"
+    )
     return 0
 
 

@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from gateway.api.app import NodeParts, create_app
-from gateway.api.keys import READINESS
+from gateway.api.keys import AUDIT, AUTH, CONFIG, READINESS
 from gateway.audit import AuditLog
 from gateway.audit.keys import open_node_log, operator
 from gateway.audit.store import AuditError
@@ -49,6 +49,32 @@ _CATCH_UP_S = 30.0
 class RunningNode:
     url: str
     app: web.Application
+
+    def reload_credentials(self, config: GatewayConfig) -> list[str]:
+        """Take new bearer token digests and client certificate fingerprints from
+        ``config`` without a restart (``gateway serve`` does this on SIGHUP); returns the
+        settings that differ otherwise, which only a restart applies.
+
+        Raises :class:`ConfigError`, leaving the current credentials in force, when the
+        hosted participants differ or the new credentials do not hold."""
+        current = self.app[CONFIG]
+        hosted = sorted(p.id for p in config.participants)
+        if hosted != sorted(p.id for p in current.participants):
+            raise ConfigError("the hosted participants changed: restart the node to apply that")
+        self.app[AUTH].reload(config)
+        ignored = sorted(
+            name
+            for name, value in _without_credentials(config).items()
+            if _without_credentials(current)[name] != value
+        )
+        self.app[AUDIT].record(
+            "credentials.reloaded",
+            config_sha256=config_digest(config),
+            participants=hosted,
+            auditors=sorted(a.id for a in config.auditors),
+            needs_restart=ignored,
+        )
+        return ignored
 
     async def wait_ready(self, timeout_s: float) -> None:
         """Return once the producer and every inbox consumer are up."""
@@ -123,6 +149,15 @@ def open_audit(config: GatewayConfig, secret: bytes | None) -> AuditLog:
         kafka=config.kafka.bootstrap or "embedded",
     )
     return audit
+
+
+def _without_credentials(config: GatewayConfig) -> dict[str, object]:
+    """The config's top-level settings, tokens and certificate fingerprints left out."""
+    participants = [
+        dataclasses.replace(p, token_sha256=(), client_cert_sha256=()) for p in config.participants
+    ]
+    settings = dataclasses.replace(config, participants=tuple(participants), auditors=())
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
 
 
 def config_digest(config: GatewayConfig) -> str:

@@ -109,6 +109,13 @@ class Authenticator:
         }
         return authenticator
 
+    def reload(self, config: GatewayConfig) -> None:
+        """Take the credentials of ``config`` in place of the current ones (a rotation:
+        the new token's digest added, later the old one's removed). Checked whole first:
+        a config that does not hold leaves the current credentials in force."""
+        fresh = Authenticator.from_config(config)
+        self._principals, self._certificates = fresh._principals, fresh._certificates
+
     def principal(self, authorization: str | None, certificate: bytes | None = None) -> Principal:
         """Who the caller is: by bearer token, or by the TLS client certificate the
         handshake verified (DER). When both are given they must name the same

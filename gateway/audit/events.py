@@ -121,6 +121,11 @@ EVENTS: dict[str, Event] = {
         "the node read its configuration",
         ("config_sha256", "participants", "auditors", "audit_dir", "kafka"),
     ),
+    "credentials.reloaded": Event(
+        "reloaded",
+        "the node took new token digests and client certificate fingerprints (SIGHUP)",
+        ("config_sha256", "participants", "auditors", "needs_restart"),
+    ),
     "node.started": Event("started", "the node is serving", ("participants", "url")),
     "node.stopped": Event("stopped", "the node shut down"),
     "audit.recovered": Event(
