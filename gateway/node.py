@@ -26,11 +26,12 @@ from gateway.audit import AuditLog
 from gateway.audit.keys import open_node_log, operator
 from gateway.audit.store import AuditError
 from gateway.config import GatewayConfig
-from gateway.contracts import load_catalog
+from gateway.contracts import ContractCatalog, load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
 from gateway.errors import ConfigError, GatewayError
 from gateway.limits import Clock
 from gateway.participants.admission import OPEN
+from gateway.participants.contract_records import ContractIntake
 from gateway.participants.follow import RegistryView
 from gateway.participants.registry import ANCHOR_FILE
 from gateway.participants.topic import RegistryFollower
@@ -179,7 +180,7 @@ async def _serving(
     hosted = frozenset(p.id for p in config.participants)
     transport = transport or KafkaTransport(config.kafka)
     catalog = load_catalog(config.contracts_dir)
-    view = _registry(config, audit)
+    view = _registry(config, audit, catalog)
     async with contextlib.AsyncExitStack() as stack:
         follower = await _follow_topic(config, view, transport) if view is not None else None
         if follower is not None:
@@ -260,14 +261,22 @@ def tls_context(config: GatewayConfig) -> ssl.SSLContext | None:
     return context
 
 
-def _registry(config: GatewayConfig, audit: AuditLog) -> RegistryView | None:
+def _registry(
+    config: GatewayConfig, audit: AuditLog, catalog: ContractCatalog
+) -> RegistryView | None:
     directory = config.registry.dir
     if directory is None:
         return None
     if not (directory / ANCHOR_FILE).is_file():
         raise ConfigError(f"registry.dir {directory} has no {ANCHOR_FILE} (the trust anchor)")
     try:
-        return RegistryView.open(directory, audit=audit, files=not config.registry.topic)
+        topic = config.registry.topic
+        return RegistryView.open(
+            directory,
+            audit=audit,
+            files=not topic,
+            contracts=ContractIntake(catalog, config.contracts_dir, audit) if topic else None,
+        )
     except GatewayError as exc:
         raise ConfigError(f"registry.dir {directory}: {exc.detail}") from exc
 

@@ -23,7 +23,9 @@ from gateway.api.keys import (
     CATALOG,
     CONFIG,
     INBOXES,
+    KEYS,
     LIMITER,
+    PUBLISHER,
     READINESS,
     ROUTER,
     Readiness,
@@ -75,6 +77,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[CONFIG] = config
     app[CATALOG] = parts.catalog
     app[AUTH] = Authenticator.from_config(config)
+    app[KEYS] = parts.keys
     app[READINESS] = Readiness()
     app[INBOXES] = {}
     app[AUDIT] = parts.audit
@@ -117,6 +120,7 @@ def _broker_lifetime(
         publisher = parts.transport.publisher()
         await publisher.start()
         app[READINESS].publisher = True
+        app[PUBLISHER] = publisher
         shipper = (
             AuditShipper(
                 parts.audit,

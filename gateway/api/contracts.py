@@ -9,17 +9,20 @@ directory before they are served.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 
 from gateway.api.handlers import participant_of, read_body, require_json
-from gateway.api.keys import AUDIT, CATALOG, CONFIG
+from gateway.api.keys import AUDIT, CATALOG, CONFIG, KEYS, PUBLISHER
 from gateway.contracts.document import parse_contract
 from gateway.contracts.files import write_contract_file
 from gateway.contracts.model import ContractVersion
 from gateway.errors import Forbidden, InvalidContract, UnknownContract
 from gateway.jsonparse import parse_json
+from gateway.participants.contract_records import sign_contract
+from gateway.participants.topic import outbound
 
 
 def summary(contract: ContractVersion) -> dict[str, Any]:
@@ -91,20 +94,22 @@ async def register_version(request: web.Request) -> web.Response:
     _check_owner(
         caller, contract, catalog.versions(contract.id) if contract.id in catalog.ids() else []
     )
+    published = await _distribute(request, caller, contract)
     registered = catalog.register(
         contract, persist=lambda c: write_contract_file(config.contracts_dir, c)
     )
-    if registered.new:
+    if registered.new:  # else the node's own registry follower took it in first
         request.app[AUDIT].record(
             "contract.registered",
             contract=contract.ref,
             owner=caller,
             checked_against=[v for v, _ in registered.reports],
+            by=caller,
         )
     return web.json_response(
         {
             "contract": contract.ref,
-            "registered": registered.new,
+            "registered": registered.new or published,
             "checked_against": [
                 {
                     "version": version,
@@ -115,8 +120,29 @@ async def register_version(request: web.Request) -> web.Response:
                 for version, report in registered.reports
             ],
         },
-        status=201 if registered.new else 200,
+        status=201 if registered.new or published else 200,
     )
+
+
+async def _distribute(request: web.Request, owner: str, contract: ContractVersion) -> bool:
+    """In a cluster (``registry.topic``), a new version goes to the registry topic first,
+    signed with the owner's key, so every node registers it; True when it was sent.
+
+    Checked before it is sent, so that nothing the catalog refuses reaches the topic;
+    sent before it is registered here, so that a version this node serves is one the
+    other nodes receive (a broker that does not acknowledge it is a 503, and nothing
+    is registered)."""
+    config = request.app[CONFIG]
+    if not config.registry.topic or request.app[CATALOG].check(contract) is None:
+        return False
+    record = sign_contract(
+        contract,
+        key=request.app[KEYS].private(owner).signing,
+        issuer=owner,
+        issued_at=int(time.time()),
+    )
+    await request.app[PUBLISHER].publish([outbound(config.registry_topic, record)])
+    return True
 
 
 def _check_owner(caller: str, contract: ContractVersion, history: list[ContractVersion]) -> None:

@@ -11,10 +11,12 @@ from gateway.api.auth import Authenticator, Principal
 from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
+from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.limits import Limiter
 from gateway.participants.admission import Admission
 from gateway.routing import Router
+from gateway.transport import Publisher
 
 
 @dataclass(slots=True)
@@ -32,6 +34,10 @@ CONFIG = web.AppKey("config", GatewayConfig)
 CATALOG = web.AppKey("catalog", ContractCatalog)
 AUTH = web.AppKey("auth", Authenticator)
 ROUTER = web.AppKey("router", Router)
+KEYS = web.AppKey("keys", KeyStore)
+"""Every key the node holds: hosted participants' private keys, everyone's public ones."""
+PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher")
+"""The node's producer (acks=all), for what is not a message: registry records."""
 INBOXES = web.AppKey("inboxes", dict[str, Inbox])
 READINESS = web.AppKey("readiness", Readiness)
 AUDIT = web.AppKey("audit", AuditLog)

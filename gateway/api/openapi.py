@@ -334,7 +334,10 @@ _PATHS: dict[str, Any] = {
             "description": (
                 "The body is the contract document as JSON (the YAML file format of "
                 "contracts/README.md, in JSON). It is checked like `gateway contracts lint` and "
-                "against earlier versions under the contract's compatibility mode."
+                "against earlier versions under the contract's compatibility mode. In a "
+                "cluster (`registry.topic`) the version is first sent to the registry topic, "
+                "signed with the owner's key, so that every node registers it; 503 when the "
+                "broker did not take it (nothing is registered then)."
             ),
             "parameters": [_CONTRACT_ID_PARAM],
             "requestBody": {"required": True, **_json({"type": "object"})},
@@ -344,7 +347,7 @@ _PATHS: dict[str, Any] = {
                     "description": "This exact version was already registered.",
                     **_json(_REGISTERED),
                 },
-                **_problems(400, 401, 403, 409, 413, 415, 422),
+                **_problems(400, 401, 403, 409, 413, 415, 422, 503),
             },
         }
     },

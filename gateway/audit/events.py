@@ -79,11 +79,8 @@ EVENTS: dict[str, Event] = {
     ),
     "contract.registered": Event(
         "registered",
-        "a new contract version was registered",
-        ("contract", "owner", "checked_against"),
-    ),
-    "participant.submitted": Event(
-        "submitted", "a participant file was submitted", ("participant", "sponsor")
+        "a new contract version was registered (over HTTP, or from the registry topic: by)",
+        ("contract", "owner", "checked_against", "by"),
     ),
     "participant.approved": Event(
         "approved",

@@ -77,6 +77,20 @@ class ContractCatalog:
             raise UnknownContract(f"contract '{contract_id}' has no version {version}")
         return versions[version]
 
+    def check(self, contract: ContractVersion) -> tuple[tuple[str, Report], ...] | None:
+        """What :meth:`register` would check, without registering: the reports for a new
+        version, None when the identical version is registered already; raises as it."""
+        known = self._by_id.get(contract.id, {})
+        existing = known.get(contract.version)
+        if existing is not None:
+            if canonical(existing.document) != canonical(contract.document):
+                raise VersionExists(
+                    f"{contract.ref} is registered with other content; "
+                    "versions are immutable: publish a new version"
+                )
+            return None
+        return _check_history(contract, [known[v] for v in sorted(known)])
+
     def register(
         self,
         contract: ContractVersion,
@@ -88,16 +102,9 @@ class ContractCatalog:
         ``persist`` runs after every check passed and before the version becomes
         visible, so a version that could not be stored is never served.
         """
-        known = self._by_id.get(contract.id, {})
-        existing = known.get(contract.version)
-        if existing is not None:
-            if canonical(existing.document) != canonical(contract.document):
-                raise VersionExists(
-                    f"{contract.ref} is registered with other content; "
-                    "versions are immutable: publish a new version"
-                )
-            return Registered(existing, (), new=False)
-        reports = _check_history(contract, [known[v] for v in sorted(known)])
+        reports = self.check(contract)
+        if reports is None:
+            return Registered(self.resolve(contract.ref), (), new=False)
         if persist is not None:
             persist(contract)
         self._by_id.setdefault(contract.id, {})[contract.version] = contract

@@ -36,6 +36,7 @@ from gateway.contracts.model import ContractVersion
 from gateway.crypto.jwk import VerifyKey
 from gateway.crypto.keys import PublicKeys
 from gateway.errors import KeyStoreError
+from gateway.participants.contract_records import ContractIntake, open_contract
 from gateway.participants.document import Role
 from gateway.participants.registry import (
     ANCHOR_FILE,
@@ -47,6 +48,7 @@ from gateway.participants.registry import (
     Status,
     load_registry,
     open_record,
+    record_kind,
 )
 
 _EVENTS = {
@@ -66,6 +68,8 @@ class RegistryView:
     audit: AuditLog
     files: bool = True
     """Read record files from the directory (False: they come from the topic)."""
+    contracts: ContractIntake | None = None
+    """Where contract records from the topic are registered (the node's catalog)."""
     registry: Registry = field(default_factory=Registry)
     _seen: tuple[_Version, ...] = ()
     _anchor_seen: _Version | None = None
@@ -73,8 +77,15 @@ class RegistryView:
     _held_back: dict[str, tuple[Record, Record | None]] | None = None
 
     @classmethod
-    def open(cls, directory: Path, *, audit: AuditLog, files: bool = True) -> RegistryView:
-        view = cls(directory, read_verify_keys(directory / ANCHOR_FILE), audit, files)
+    def open(
+        cls,
+        directory: Path,
+        *,
+        audit: AuditLog,
+        files: bool = True,
+        contracts: ContractIntake | None = None,
+    ) -> RegistryView:
+        view = cls(directory, read_verify_keys(directory / ANCHOR_FILE), audit, files, contracts)
         view._anchor_seen = _version(directory / ANCHOR_FILE)
         view.refresh()
         return view
@@ -156,6 +167,8 @@ class RegistryView:
         except (ValueError, RecursionError):
             self._refused(origin, RecordRefused("malformed", "a registry record is not JSON"))
             return False
+        if record_kind(bundle) == "contract":
+            return self._take_contract(bundle, origin)
         try:
             record = open_record(bundle, self.anchor)
         except RecordRefused as exc:
@@ -165,6 +178,20 @@ class RegistryView:
             sponsor = open_record({"record": record.chain[0], "chain": []}, self.anchor)
             self._accept(sponsor, f"{origin} (chain)")
         return self._accept(record, origin)
+
+    def _take_contract(self, bundle: object, origin: str) -> bool:
+        if self.contracts is None:
+            return False  # a view without a catalog to feed (tools, tests)
+        try:
+            return self.contracts.take(open_contract(bundle, self.anchor, self.signing_key))
+        except RecordRefused as exc:
+            self._refused(origin, exc)
+            return False
+
+    def signing_key(self, participant: str, kid: str) -> VerifyKey | None:
+        """One of an admitted participant's signing keys, as its record lists them."""
+        keys = self.public_keys(participant)
+        return keys.verify_key(kid) if keys is not None else None
 
     @contextlib.contextmanager
     def catching_up(self) -> Iterator[None]:

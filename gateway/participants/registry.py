@@ -113,7 +113,7 @@ def open_record(
     jws, chain = bundle["record"], bundle["chain"]
     if not isinstance(jws, str) or not _links(chain):
         raise RecordRefused("malformed", "'record' is a compact JWS and 'chain' at most one more")
-    header, payload, signing_input, signature = _parts(jws)
+    header, payload, signing_input, signature = read_jws(jws)
     issuer = header["iss"]
     if issuer == AUTHORITY:
         if chain:
@@ -127,7 +127,7 @@ def open_record(
                 "unknown-signer", f"signed by {issuer!r} without the sponsor's own record"
             )
         key = _sponsor_key(open_record({"record": chain[0], "chain": []}, anchor), issuer, header)
-    _check_signature(key, header, signing_input, signature)
+    check_signature(key, header, signing_input, signature)
     record = _record(payload, issuer, header["kid"], jws, tuple(chain), catalog)
     _check_issuer(record)
     try:
@@ -155,7 +155,8 @@ def _links(chain: Any) -> bool:
     return isinstance(chain, list) and len(chain) <= 1 and all(isinstance(c, str) for c in chain)
 
 
-def _parts(jws: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+def read_jws(jws: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Header, payload, signing input and signature of a registry JWS: not verified."""
     if len(jws) > _MAX_RECORD or jws.count(".") != 2:
         raise RecordRefused("malformed", "not a compact JWS")
     protected, body, signature = jws.split(".")
@@ -189,7 +190,7 @@ def _sponsor_key(sponsor: Record, issuer: str, header: Mapping[str, Any]) -> Ver
     return key
 
 
-def _check_signature(
+def check_signature(
     key: VerifyKey, header: Mapping[str, Any], signing_input: bytes, signature: bytes
 ) -> None:
     if header["alg"] != key.alg:
@@ -225,6 +226,19 @@ def _record(  # noqa: PLR0917 - one private call site, named by position
     if participant.id != payload["id"]:
         raise RecordRefused("malformed", "the record's id is not its participant file's")
     return Record(participant.id, serial, status, issued_at, issuer, kid, participant, jws, chain)
+
+
+def record_kind(bundle: Any) -> str:
+    """What a bundle says it carries (``participant`` or ``contract``), before any check;
+    only to choose how to open it."""
+    if isinstance(bundle, dict) and isinstance(bundle.get("record"), str):
+        try:
+            _, payload, _, _ = read_jws(bundle["record"])
+        except RecordRefused:
+            return "participant"  # opened as one, it is refused with the reason
+        if payload.get("kind") == "contract":
+            return "contract"
+    return "participant"
 
 
 class Registry:

@@ -28,6 +28,7 @@ import structlog
 
 from gateway.config import GatewayConfig
 from gateway.errors import TransportError
+from gateway.participants.contract_records import KEY_PREFIX, ContractRecord
 from gateway.participants.follow import RegistryView
 from gateway.participants.registry import Record
 from gateway.transport import InboundRecord, OutboundRecord, TopicReader
@@ -35,15 +36,20 @@ from gateway.transport.kafka import KafkaTransport
 
 log = structlog.get_logger("gateway.registry")
 
-KIND = ("gw_kind", b"participant")
 _BATCH = 500
 _FETCH_WAIT_S = 0.5
 _RETRY_S = 1.0
 
 
-def outbound(topic: str, record: Record) -> OutboundRecord:
+def outbound(topic: str, record: Record | ContractRecord) -> OutboundRecord:
+    """The Kafka record of a registry record: keyed by participant id, or by
+    ``contract:<id>@<version>``, with a ``gw_kind`` header for tools."""
     value = json.dumps(record.bundle(), sort_keys=True, separators=(",", ":")).encode()
-    return OutboundRecord(topic, record.id.encode(), value, (KIND,))
+    if isinstance(record, ContractRecord):
+        key, kind = f"{KEY_PREFIX}{record.contract.ref}", b"contract"
+    else:
+        key, kind = record.id, b"participant"
+    return OutboundRecord(topic, key.encode(), value, (("gw_kind", kind),))
 
 
 async def publish_records(config: GatewayConfig, records: Sequence[Record]) -> None:

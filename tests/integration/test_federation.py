@@ -45,13 +45,11 @@ def free_port() -> int:
         return port
 
 
-def report_contract(fed: Federation) -> None:
+def report_contract(version: str = "1.0.0", **properties: Any) -> dict[str, Any]:
     """A contract the contractor publishes (to minhealth), for the way back."""
-    folder = fed.root / "contracts" / REPORT
-    folder.mkdir()
-    document = {
+    return {
         "id": REPORT,
-        "version": "1.0.0",
+        "version": version,
         "title": "Referral analytics report",
         "owner": "minhealth",
         "classification": "internal",
@@ -64,12 +62,12 @@ def report_contract(fed: Federation) -> None:
             "properties": {
                 "period": {"type": "string"},
                 "referrals": {"type": "integer", "minimum": 0},
+                **properties,
             },
             "additionalProperties": False,
         },
         "examples": {"valid": [{"period": "2026-11", "referrals": 3}], "invalid": [{}]},
     }
-    (folder / "1.0.0.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def participant_file(
@@ -273,7 +271,8 @@ async def took(check: Callable[[], Awaitable[bool]], bound_s: float = 30) -> flo
 
 @pytest.fixture
 async def exchange(bootstrap: str, fed: Federation) -> AsyncIterator[Exchange]:
-    report_contract(fed)
+    (fed.root / "contracts" / REPORT).mkdir()
+    (fed.root / "contracts" / REPORT / "1.0.0.yaml").write_text(yaml.safe_dump(report_contract()))
     secret = str(fed.root / "passphrase")
     assert await cli("authority", "init", "--out", str(fed.root / "authority"),
                      "--passphrase-file", secret) == 0  # fmt: skip
@@ -329,6 +328,23 @@ async def test_a_contractor_is_onboarded_exchanges_both_ways_is_suspended_and_re
         {"approval, node-a": exchange.routed_to_acme, "approval, node-b": exchange.b_took}
     )
     await exchange_both_ways(exchange)
+
+    # The owner registers a new contract version on node-a: node-b serves it too.
+    async with exchange.http.post(
+        f"{a.url}/v1/contracts/{REPORT}/versions",
+        json=report_contract("1.1.0", region={"type": "string"}),
+        headers=fed.auth("minhealth"),
+    ) as response:
+        assert response.status == 201, await response.text()
+
+    async def b_serves_1_1() -> bool:
+        body = {**REPORT_BODY, "region": "north"}
+        status, _ = await exchange.publish(b, "acme-analytics", f"{REPORT}@1.1.0", body)
+        return status == 202
+
+    figures["contract version, node-b"] = await took(b_serves_1_1)
+    status, messages = await exchange.pull(a, "minhealth")
+    assert [m["version"] for m in messages] == ["1.1.0"]
 
     # Suspend: both nodes act on it within the bound, and nothing more reaches it.
     await exchange.sponsor("suspend", "acme-analytics")
