@@ -1247,3 +1247,89 @@ def test_a_record_signed_after_the_sponsor_revoked_that_key_is_refused() -> None
     exc = refused(bundle(by_sponsor(ACME.doc, MINHEALTH, issued_at=NOW), sponsor))
 
     assert exc.reason == "revoked-key"
+
+
+# -- participants list / publish -------------------------------------------------------------
+
+
+def test_list_shows_each_participant_with_status_serial_and_signer(cli: Cli) -> None:
+    cli.approve(MINHEALTH.doc, sponsor=None)
+    cli.approve(ACME.doc, sponsor="minhealth")
+    cli.status("suspend", "acme-analytics", sponsor="minhealth")
+
+    result = cli.run("participants", "list", "--registry", cli.registry)
+
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == f"{cli.registry}: 2 participant(s)"
+    assert lines[1].split() == [
+        "acme-analytics", "contractor", "suspended", "serial", "2", "signed", "by", "minhealth",
+    ]  # fmt: skip
+    assert lines[2].split()[:3] == ["minhealth", "agency", "active"]
+
+
+def test_list_names_a_record_that_does_not_hold_and_exits_1(cli: Cli) -> None:
+    cli.approve(MINHEALTH.doc, sponsor=None)
+    (cli.registry / "forged.record.json").write_text(json.dumps(bundle("a.b.c")))
+
+    result = cli.run("participants", "list", "--registry", cli.registry, "--json")
+
+    assert result.code == 1
+    listed = json.loads(result.out)
+    assert [p["participant"] for p in listed["participants"]] == ["minhealth"]
+    assert [(r["file"], r["reason"]) for r in listed["refused"]] == [
+        ("forged.record.json", "malformed")
+    ]
+
+
+def test_publish_needs_a_config_naming_a_cluster(cli: Cli) -> None:
+    cli.approve(MINHEALTH.doc, sponsor=None)
+    config = cli.root / "node.yaml"
+    config.write_text("node_id: node-a\n")  # no kafka.bootstrap: the embedded broker
+
+    result = cli.run("participants", "publish", "--registry", cli.registry, "--config", config)
+
+    assert result.code == 1
+    assert "kafka.bootstrap names no cluster to publish to" in result.err
+
+
+def test_publish_refuses_a_registry_with_a_record_that_does_not_hold(cli: Cli) -> None:
+    cli.approve(MINHEALTH.doc, sponsor=None)
+    (cli.registry / "forged.record.json").write_text("{}")
+    config = cli.root / "node.yaml"
+    config.write_text("kafka: {bootstrap: 127.0.0.1:1}\n")
+
+    result = cli.run("participants", "publish", "--registry", cli.registry, "--config", config)
+
+    assert result.code == 1
+    assert "forged.record.json does not hold" in result.err
+
+
+def test_a_suspension_the_cluster_does_not_take_is_still_written_and_says_how_to_resend(
+    cli: Cli,
+) -> None:
+    cli.approve(MINHEALTH.doc, sponsor=None)
+    cli.approve(ACME.doc, sponsor="minhealth")
+    config = cli.root / "node.yaml"
+    port = _closed_port()
+    config.write_text(f"kafka: {{bootstrap: '127.0.0.1:{port}', request_timeout_s: 1.0}}\n")
+
+    result = cli.run(
+        "participants", "suspend", "acme-analytics", "--registry", cli.registry,
+        *cli.signer("minhealth"), "--publish", config,
+    )  # fmt: skip
+
+    assert result.code == 1
+    assert "acme-analytics is suspended (serial 2" in result.out  # the file is written
+    assert cli.record("acme-analytics").status is Status.SUSPENDED
+    assert "run 'gateway participants publish' once the cluster is back" in result.err
+    assert "Traceback" not in result.err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
