@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from gateway.api.app import NodeParts, create_app
+from gateway.api.auth import Authenticator
 from gateway.api.keys import AUDIT, AUTH, CONFIG, READINESS
 from gateway.audit import AuditLog
 from gateway.audit.keys import open_node_log, operator
@@ -62,7 +63,10 @@ class RunningNode:
         hosted = sorted(p.id for p in config.participants)
         if hosted != sorted(p.id for p in current.participants):
             raise ConfigError("the hosted participants changed: restart the node to apply that")
-        self.app[AUTH].reload(config)
+        if not config.kafka.bootstrap:  # the embedded broker this node started
+            kafka = dataclasses.replace(config.kafka, bootstrap=current.kafka.bootstrap)
+            config = dataclasses.replace(config, kafka=kafka)
+        fresh = Authenticator.from_config(config)  # all checked before anything changes
         ignored = sorted(
             name
             for name, value in _without_credentials(config).items()
@@ -75,6 +79,7 @@ class RunningNode:
             auditors=sorted(a.id for a in config.auditors),
             needs_restart=ignored,
         )
+        self.app[AUTH].replace(fresh)
         return ignored
 
     async def wait_ready(self, timeout_s: float) -> None:
@@ -203,6 +208,7 @@ async def _serving(
             seen=seen,
             clock=clock,
             admission=view if view is not None else OPEN,
+            registry=view,
         )
         runner = web.AppRunner(
             create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0
@@ -276,6 +282,7 @@ def _registry(
             audit=audit,
             files=not topic,
             contracts=ContractIntake(catalog, config.contracts_dir, audit) if topic else None,
+            state=config.state_dir / "registry.json" if config.state_dir else None,
         )
     except GatewayError as exc:
         raise ConfigError(f"registry.dir {directory}: {exc.detail}") from exc

@@ -176,18 +176,17 @@ class Receiver:
 
     def _check_entitled(self, b: Binding, contract: ContractVersion) -> None:
         """The registry, as this node sees it, agrees too: a node with an older view (or a
-        rogue one) cannot route past a suspension or beyond what a record asks for. A
-        recipient that is itself suspended is not judged here: its messages wait, unread
-        (its inbox answers 403), until it is reinstated."""
+        rogue one) cannot route past a sender's suspension or beyond what a record asks
+        for. A recipient that is itself suspended but asks for this contract version is
+        not refused here: its messages wait, unread (its inbox answers 403), until it is
+        reinstated."""
         admission = self._admission
         if not admission.entitled(b.sender, contract, Role.PUBLISH):
             raise VerificationError(
                 RejectReason.SENDER_NOT_ENTITLED,
                 f"the registry does not entitle '{b.sender}' to publish {contract.ref}",
             )
-        if admission.admitted(b.recipient) and not admission.entitled(
-            b.recipient, contract, Role.SUBSCRIBE
-        ):
+        if not admission.asks(b.recipient, contract, Role.SUBSCRIBE):
             raise VerificationError(
                 RejectReason.RECIPIENT_NOT_ENTITLED,
                 f"the registry does not entitle '{b.recipient}' to receive {contract.ref}",

@@ -134,7 +134,9 @@ class Router:
         )
         wanted = tuple(dict.fromkeys(to)) or active
         if not wanted:
-            raise RecipientNotAllowed(f"no consumer of {contract.ref} is active in the registry")
+            raise RecipientNotAllowed(
+                f"no consumer of {contract.ref} is active in the registry and entitled to it"
+            )
         for recipient in wanted:
             if recipient not in contract.consumers:
                 raise RecipientNotAllowed(f"'{recipient[:64]}' is not a consumer of {contract.ref}")

@@ -27,6 +27,7 @@ from gateway.api.keys import (
     LIMITER,
     PUBLISHER,
     READINESS,
+    REGISTRY,
     ROUTER,
     Readiness,
 )
@@ -40,6 +41,7 @@ from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.limits import Clock, Limiter
 from gateway.participants.admission import OPEN, Admission
+from gateway.participants.follow import RegistryView
 from gateway.receiving import Receiver
 from gateway.replay import SeenStore
 from gateway.routing import Router
@@ -65,6 +67,8 @@ class NodeParts:
     """The clocks publish limits run on; None: the system's (tests pass a fake)."""
     admission: Admission = OPEN
     """Whom the registry lets take part now, and in what; OPEN: no registry."""
+    registry: RegistryView | None = None
+    """The signed registry itself (the records), when there is one."""
 
 
 def create_app(parts: NodeParts) -> web.Application:
@@ -78,6 +82,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[CATALOG] = parts.catalog
     app[AUTH] = Authenticator.from_config(config)
     app[KEYS] = parts.keys
+    app[REGISTRY] = parts.registry
     app[READINESS] = Readiness()
     app[INBOXES] = {}
     app[AUDIT] = parts.audit

@@ -109,11 +109,9 @@ class Authenticator:
         }
         return authenticator
 
-    def reload(self, config: GatewayConfig) -> None:
-        """Take the credentials of ``config`` in place of the current ones (a rotation:
-        the new token's digest added, later the old one's removed). Checked whole first:
-        a config that does not hold leaves the current credentials in force."""
-        fresh = Authenticator.from_config(config)
+    def replace(self, fresh: Authenticator) -> None:
+        """Take the credentials of ``fresh`` in place of the current ones (a rotation: the
+        new token's digest added, later the old one's removed), in one step."""
         self._principals, self._certificates = fresh._principals, fresh._certificates
 
     def principal(self, authorization: str | None, certificate: bytes | None = None) -> Principal:

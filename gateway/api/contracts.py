@@ -15,13 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.handlers import participant_of, read_body, require_json
-from gateway.api.keys import AUDIT, CATALOG, CONFIG, KEYS, PUBLISHER
+from gateway.api.keys import AUDIT, CATALOG, CONFIG, KEYS, PUBLISHER, REGISTRY
+from gateway.contracts.compat import Report
 from gateway.contracts.document import parse_contract
 from gateway.contracts.files import write_contract_file
 from gateway.contracts.model import ContractVersion
 from gateway.errors import Forbidden, InvalidContract, UnknownContract
 from gateway.jsonparse import parse_json
 from gateway.participants.contract_records import sign_contract
+from gateway.participants.registry import AUTHORITY
 from gateway.participants.topic import outbound
 
 
@@ -94,16 +96,19 @@ async def register_version(request: web.Request) -> web.Response:
     _check_owner(
         caller, contract, catalog.versions(contract.id) if contract.id in catalog.ids() else []
     )
-    published = await _distribute(request, caller, contract)
+    sent = await _distribute(request, caller, contract)
     registered = catalog.register(
         contract, persist=lambda c: write_contract_file(config.contracts_dir, c)
     )
+    published = sent is not None
+    # The node's own follower may have taken the version in from the topic first.
+    reports = sent if sent is not None else registered.reports
     if registered.new:  # else the node's own registry follower took it in first
         request.app[AUDIT].record(
             "contract.registered",
             contract=contract.ref,
             owner=caller,
-            checked_against=[v for v, _ in registered.reports],
+            checked_against=[v for v, _ in reports],
             by=caller,
         )
     return web.json_response(
@@ -117,32 +122,47 @@ async def register_version(request: web.Request) -> web.Response:
                     "forward": report.forward,
                     "changes": [c.as_dict() for c in report.changes],
                 }
-                for version, report in registered.reports
+                for version, report in reports
             ],
         },
         status=201 if registered.new or published else 200,
     )
 
 
-async def _distribute(request: web.Request, owner: str, contract: ContractVersion) -> bool:
+async def _distribute(
+    request: web.Request, owner: str, contract: ContractVersion
+) -> tuple[tuple[str, Report], ...] | None:
     """In a cluster (``registry.topic``), a new version goes to the registry topic first,
-    signed with the owner's key, so every node registers it; True when it was sent.
+    signed with the owner's key and carrying the owner's registry record, so that every
+    node registers it; the checks' reports when it was sent, None when not.
 
     Checked before it is sent, so that nothing the catalog refuses reaches the topic;
     sent before it is registered here, so that a version this node serves is one the
     other nodes receive (a broker that does not acknowledge it is a 503, and nothing
     is registered)."""
-    config = request.app[CONFIG]
-    if not config.registry.topic or request.app[CATALOG].check(contract) is None:
-        return False
-    record = sign_contract(
-        contract,
-        key=request.app[KEYS].private(owner).signing,
-        issuer=owner,
-        issued_at=int(time.time()),
+    config, view = request.app[CONFIG], request.app[REGISTRY]
+    if not config.registry.topic or view is None:
+        return None
+    reports = request.app[CATALOG].check(contract)
+    if reports is None:
+        return None  # the identical version: nothing to send
+    signer = request.app[KEYS].private(owner).signing
+    record = view.registry.get(owner)
+    if (
+        record is None
+        or record.issuer != AUTHORITY
+        or not view.admitted(owner)
+        or record.participant.keys.verify_key(signer.kid) is None
+    ):
+        raise Forbidden(
+            f"'{owner}' signs no contract versions for the cluster: its registry record is "
+            "not an active agency record listing this node's signing key for it"
+        )
+    signed = sign_contract(
+        contract, key=signer, issuer=owner, issued_at=int(time.time()), owner_record=record.jws
     )
-    await request.app[PUBLISHER].publish([outbound(config.registry_topic, record)])
-    return True
+    await request.app[PUBLISHER].publish([outbound(config.registry_topic, signed)])
+    return reports
 
 
 def _check_owner(caller: str, contract: ContractVersion, history: list[ContractVersion]) -> None:

@@ -15,6 +15,7 @@ from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.limits import Limiter
 from gateway.participants.admission import Admission
+from gateway.participants.follow import RegistryView
 from gateway.routing import Router
 from gateway.transport import Publisher
 
@@ -34,6 +35,8 @@ CONFIG = web.AppKey("config", GatewayConfig)
 CATALOG = web.AppKey("catalog", ContractCatalog)
 AUTH = web.AppKey("auth", Authenticator)
 ROUTER = web.AppKey("router", Router)
+REGISTRY: web.AppKey[RegistryView | None] = web.AppKey("registry")
+"""The node's view of the signed registry; None without one."""
 KEYS = web.AppKey("keys", KeyStore)
 """Every key the node holds: hosted participants' private keys, everyone's public ones."""
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher")

@@ -138,6 +138,14 @@ class VerifyKey:
                 RejectReason.RETIRED_KEY, f"signed with {self.kid} after its overlap window ended"
             )
 
+    def signed_in_time(self, issued_at: int) -> bool:
+        """Whether this key could sign at ``issued_at`` (:meth:`check_issued_at` as a test)."""
+        try:
+            self.check_issued_at(issued_at)
+        except VerificationError:
+            return False
+        return True
+
     def to_jwk(self) -> dict[str, Any]:
         jwk: dict[str, Any] = {
             **public_members(self.key),

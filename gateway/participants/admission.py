@@ -25,6 +25,11 @@ class Admission(Protocol):
         """Admitted, and its record asks for this contract version in this role."""
         ...
 
+    def asks(self, participant: str, contract: ContractVersion, role: Role) -> bool:
+        """Its record asks for this contract version in this role, whatever its status
+        (a suspended recipient's messages wait only if it may receive them at all)."""
+        ...
+
 
 class _Open:
     """No registry: the contracts' producer and consumer lists decide alone."""
@@ -33,6 +38,9 @@ class _Open:
         return True
 
     def entitled(self, participant: str, contract: ContractVersion, role: Role) -> bool:
+        return True
+
+    def asks(self, participant: str, contract: ContractVersion, role: Role) -> bool:
         return True
 
 

@@ -13,18 +13,21 @@ owner's participant id or ``authority``) over::
     {"kind": "contract", "id": "health.patient-referral@1.2.0",
      "issued_at": 1795000000, "contract": {...the contract document...}}
 
-It holds when the authority signed it (a key of the anchor), or when the
-issuer is admitted in the node's registry right now, its record lists the
-signing key, and the issuer owns the contract (the owner the history names;
-for a first version, the owner the document names). Versions are immutable,
-so there is no serial: the same version again is nothing new, and the same
-version with other content is refused.
+It travels with the owner's own registry record as its chain (authority-
+signed), so that it opens on its own, wherever compaction left the owner's
+newer records. It holds when the authority signed it (a key of the anchor),
+or when the chain shows an active agency listing the signing key, nothing
+newer the node holds says otherwise (a suspension or a key revocation before
+it was signed), and the issuer owns the contract (the owner the history
+names; for a first version, the owner the document names). Versions are
+immutable, so there is no serial: the same version again is nothing new,
+and the same version with other content is refused.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,20 +40,21 @@ from gateway.contracts.model import ContractVersion
 from gateway.crypto.envelope import sign_compact
 from gateway.crypto.jwk import SignKey, VerifyKey
 from gateway.errors import GatewayError, VerificationError
+from gateway.participants.document import Kind
 from gateway.participants.registry import (
     AUTHORITY,
     TYP,
     RecordRefused,
+    Registry,
+    Status,
     check_signature,
+    open_record,
     read_jws,
 )
 
 KEY_PREFIX = "contract:"
 """Kafka record keys of contract records: ``contract:<id>@<version>`` (one per version,
 so compaction keeps every version)."""
-
-SigningKeyOf = Callable[[str, str], VerifyKey | None]
-"""(participant, kid) -> the key, when that participant is admitted and its record lists it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +63,22 @@ class ContractRecord:
     issuer: str
     issued_at: int
     jws: str
+    chain: tuple[str, ...] = ()
+    """The owner's own record (authority-signed); empty when the authority signed."""
 
     def bundle(self) -> dict[str, Any]:
-        return {"record": self.jws, "chain": []}
+        return {"record": self.jws, "chain": list(self.chain)}
 
 
 def sign_contract(
-    contract: ContractVersion, *, key: SignKey, issuer: str, issued_at: int
+    contract: ContractVersion,
+    *,
+    key: SignKey,
+    issuer: str,
+    issued_at: int,
+    owner_record: str | None = None,
 ) -> ContractRecord:
+    """``owner_record``: the owner's registry record (JWS), carried as the chain."""
     payload = {
         "kind": "contract",
         "id": contract.ref,
@@ -76,50 +88,79 @@ def sign_contract(
     header = {"alg": key.alg, "kid": key.kid, "typ": TYP, "iss": issuer}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     jws = sign_compact(header, text.encode(), key).decode()
-    return ContractRecord(contract, issuer, issued_at, jws)
+    chain = (owner_record,) if owner_record is not None else ()
+    return ContractRecord(contract, issuer, issued_at, jws, chain)
 
 
 def open_contract(
-    bundle: Any, anchor: Mapping[str, VerifyKey], signing_key_of: SigningKeyOf
+    bundle: Any, anchor: Mapping[str, VerifyKey], registry: Registry
 ) -> ContractRecord:
-    """The contract record, if its signer is the authority or an admitted participant
-    listing the key; :class:`RecordRefused` otherwise (ownership is checked on intake)."""
-    if (
-        not isinstance(bundle, dict)
-        or bundle.get("chain") != []
-        or set(bundle)
-        != {
-            "record",
-            "chain",
-        }
-    ):
-        raise RecordRefused("malformed", "a contract bundle has 'record' and an empty 'chain'")
-    jws = bundle["record"]
-    if not isinstance(jws, str):
-        raise RecordRefused("malformed", "'record' is a compact JWS")
+    """The contract record, if the authority signed it, or its owner did with a key its
+    own record (in the chain, authority-signed) lists; :class:`RecordRefused` if not.
+
+    The chain makes a record stand on its own: a node reading a compacted topic, where
+    the owner's newer records come after it, still opens it. The newest record the node
+    holds for the owner also counts: what was signed after a suspension, or with a key
+    revoked since, is refused. (Ownership of the contract is checked on intake.)"""
+    if not isinstance(bundle, dict) or set(bundle) != {"record", "chain"}:
+        raise RecordRefused("malformed", "a contract bundle has 'record' and 'chain'")
+    jws, chain = bundle["record"], bundle["chain"]
+    if not isinstance(jws, str) or not isinstance(chain, list) or len(chain) > 1:
+        raise RecordRefused("malformed", "'record' is a compact JWS and 'chain' at most one more")
     header, payload, signing_input, signature = read_jws(jws)
     issuer, kid = header["iss"], header["kid"]
-    key = anchor.get(kid) if issuer == AUTHORITY else signing_key_of(issuer, kid)
-    if key is None:
-        raise RecordRefused(
-            "unknown-signer", f"{issuer[:64]!r} is not admitted with a key {kid[:60]!r}"
-        )
-    check_signature(key, header, signing_input, signature)
-    if (
-        set(payload) != {"kind", "id", "issued_at", "contract"}
-        or type(payload["issued_at"]) is not int
-    ):
+    issued_at = payload.get("issued_at")
+    if set(payload) != {"kind", "id", "issued_at", "contract"} or type(issued_at) is not int:
         raise RecordRefused("malformed", "a contract record holds kind, id, issued_at, contract")
+    if issuer == AUTHORITY:
+        if chain:
+            raise RecordRefused("malformed", "an authority record carries no chain")
+        key = anchor.get(kid)
+        if key is None:
+            raise RecordRefused("unknown-signer", f"no authority key {kid[:60]!r}")
+    else:
+        key = _owner_key(chain, anchor, registry, issuer, kid, issued_at)
+    check_signature(key, header, signing_input, signature)
     try:
-        key.check_issued_at(payload["issued_at"])
-        contract = parse_contract(payload["contract"])
+        key.check_issued_at(issued_at)
     except VerificationError as exc:
         raise RecordRefused("revoked-key", exc.detail) from None
+    try:
+        contract = parse_contract(payload["contract"])
     except GatewayError as exc:
         raise RecordRefused("malformed", f"the contract: {exc.detail[:200]}") from None
     if contract.ref != payload["id"]:
         raise RecordRefused("malformed", "the record's id is not its contract's")
-    return ContractRecord(contract, issuer, payload["issued_at"], jws)
+    return ContractRecord(contract, issuer, issued_at, jws, tuple(chain))
+
+
+def _owner_key(  # noqa: PLR0917 - one private call site
+    chain: list[Any],
+    anchor: Mapping[str, VerifyKey],
+    registry: Registry,
+    issuer: str,
+    kid: str,
+    issued_at: int,
+) -> VerifyKey:
+    if len(chain) != 1 or not isinstance(chain[0], str):
+        raise RecordRefused("unknown-signer", f"signed by {issuer[:64]!r} without its own record")
+    owner = open_record({"record": chain[0], "chain": []}, anchor)  # the authority signed it
+    if owner.id != issuer or owner.participant.kind is not Kind.AGENCY:
+        raise RecordRefused("unknown-signer", f"the chain is not agency {issuer[:64]}'s record")
+    if owner.status is not Status.ACTIVE:
+        raise RecordRefused("owner-inactive", f"{issuer} is {owner.status.value}")
+    key = owner.participant.keys.verify_key(kid)
+    if key is None:
+        raise RecordRefused("unknown-signer", f"{issuer}'s record lists no key {kid[:60]!r}")
+    newest = registry.get(issuer)
+    if newest is not None and newest.serial > owner.serial:
+        if newest.status is not Status.ACTIVE and issued_at >= newest.issued_at:
+            raise RecordRefused("owner-inactive", f"signed after {issuer} was {newest.status}")
+        listed = newest.participant.keys.verify_key(kid)
+        if listed is None and issued_at >= newest.issued_at:
+            raise RecordRefused("unknown-signer", f"signed after {issuer}'s record dropped {kid}")
+        key = listed or key  # its revocation time, when the newer record revoked it
+    return key
 
 
 class ContractIntake:

@@ -30,17 +30,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
 from gateway.audit.log import AuditLog
 from gateway.audit.store import read_verify_keys
 from gateway.contracts.model import ContractVersion
 from gateway.crypto.jwk import VerifyKey
-from gateway.crypto.keys import PublicKeys
-from gateway.errors import KeyStoreError
+from gateway.crypto.keys import PublicKeys, write_atomically
+from gateway.errors import InputError, KeyStoreError
+from gateway.jsonparse import parse_json
+from gateway.participants.contract_records import KEY_PREFIX as CONTRACT_KEY_PREFIX
 from gateway.participants.contract_records import ContractIntake, open_contract
 from gateway.participants.document import Role
 from gateway.participants.registry import (
     ANCHOR_FILE,
     AUTHORITY,
+    MAX_DEPTH,
     RECORD_SUFFIX,
     Record,
     RecordRefused,
@@ -57,6 +62,10 @@ _EVENTS = {
     Status.REVOKED: "participant.revoked",
 }
 
+log = structlog.get_logger("gateway.registry")
+
+_MAX_BUNDLE = 2 * 1024 * 1024
+_MAX_REPORTED = 10_000
 _Version = tuple[str, int, int]
 """A file's name, modification time and size: what tells one version from the next."""
 
@@ -70,6 +79,10 @@ class RegistryView:
     """Read record files from the directory (False: they come from the topic)."""
     contracts: ContractIntake | None = None
     """Where contract records from the topic are registered (the node's catalog)."""
+    state: Path | None = None
+    """Where the records held are kept across restarts (``<state_dir>/registry.json``):
+    the serials a node has seen stay its floor, whatever a topic or directory says
+    after a restart, so a rollback cannot wait for one."""
     registry: Registry = field(default_factory=Registry)
     _seen: tuple[_Version, ...] = ()
     _anchor_seen: _Version | None = None
@@ -84,10 +97,14 @@ class RegistryView:
         audit: AuditLog,
         files: bool = True,
         contracts: ContractIntake | None = None,
+        state: Path | None = None,
     ) -> RegistryView:
-        view = cls(directory, read_verify_keys(directory / ANCHOR_FILE), audit, files, contracts)
+        anchor = read_verify_keys(directory / ANCHOR_FILE)
+        view = cls(directory, anchor, audit, files, contracts, state)
         view._anchor_seen = _version(directory / ANCHOR_FILE)
-        view.refresh()
+        with view.catching_up():
+            view._restore()
+            view.refresh()
         return view
 
     # -- what the rest of the node asks ----------------------------------------------
@@ -102,26 +119,24 @@ class RegistryView:
         if record.issuer == AUTHORITY:
             return True
         sponsor = self.registry.get(record.issuer)
-        return (
-            sponsor is not None
-            and sponsor.issuer == AUTHORITY
-            and sponsor.status is Status.ACTIVE
-            and sponsor.participant.keys.verify_key(record.kid) is not None
-        )
+        if sponsor is None or sponsor.issuer != AUTHORITY or sponsor.status is not Status.ACTIVE:
+            return False
+        key = sponsor.participant.keys.verify_key(record.kid)
+        return key is not None and key.signed_in_time(record.issued_at)
 
     def entitled(self, participant: str, contract: ContractVersion, role: Role) -> bool:
         """Admitted, and its record asks for ``contract`` in ``role`` over a version range
         that admits this version: what a sponsor approved, not more."""
+        return self.admitted(participant) and self.asks(participant, contract, role)
+
+    def asks(self, participant: str, contract: ContractVersion, role: Role) -> bool:
+        """Its record (whatever its status) asks for this contract version in this role."""
         record = self.registry.get(participant)
-        return (
-            record is not None
-            and self.admitted(participant)
-            and any(
-                request.contract == contract.id
-                and request.role is role
-                and request.versions.admits(contract.version)
-                for request in record.participant.contracts
-            )
+        return record is not None and any(
+            request.contract == contract.id
+            and request.role is role
+            and request.versions.admits(contract.version)
+            for request in record.participant.contracts
         )
 
     def public_keys(self, participant: str) -> PublicKeys | None:
@@ -155,22 +170,28 @@ class RegistryView:
             self._refused(name, reason)
         return changed
 
-    def take(self, value: bytes, origin: str) -> bool:
+    def take(self, value: bytes, origin: str, key: bytes | None = None) -> bool:
         """One record bundle as it came from the registry topic; ``origin`` (topic,
-        partition and offset) names it in a ``registry.refused`` audit record.
+        partition and offset) names it in a ``registry.refused`` audit record, and
+        ``key`` (the Kafka record key) must be the record's own: a record stored under
+        another participant's key could push that participant's newest record out of
+        the compacted topic.
 
         A contractor's record may arrive before its sponsor's: the sponsor's record in
         its chain (the authority signed it) is taken first, and any newer record of the
         sponsor still wins by its serial."""
         try:
-            bundle = json.loads(value)
-        except (ValueError, RecursionError):
-            self._refused(origin, RecordRefused("malformed", "a registry record is not JSON"))
+            bundle = parse_json(value, max_bytes=_MAX_BUNDLE, max_depth=MAX_DEPTH)
+        except InputError as exc:
+            self._refused(
+                origin, RecordRefused("malformed", f"not a registry record: {exc.detail}")
+            )
             return False
         if record_kind(bundle) == "contract":
-            return self._take_contract(bundle, origin)
+            return self._take_contract(bundle, origin, key)
         try:
             record = open_record(bundle, self.anchor)
+            _check_key(key, record.id.encode())
         except RecordRefused as exc:
             self._refused(origin, exc)
             return False
@@ -179,33 +200,35 @@ class RegistryView:
             self._accept(sponsor, f"{origin} (chain)")
         return self._accept(record, origin)
 
-    def _take_contract(self, bundle: object, origin: str) -> bool:
+    def _take_contract(self, bundle: object, origin: str, key: bytes | None) -> bool:
         if self.contracts is None:
             return False  # a view without a catalog to feed (tools, tests)
         try:
-            return self.contracts.take(open_contract(bundle, self.anchor, self.signing_key))
+            record = open_contract(bundle, self.anchor, self.registry)
+            _check_key(key, f"{CONTRACT_KEY_PREFIX}{record.contract.ref}".encode())
+            return self.contracts.take(record)
         except RecordRefused as exc:
             self._refused(origin, exc)
             return False
-
-    def signing_key(self, participant: str, kid: str) -> VerifyKey | None:
-        """One of an admitted participant's signing keys, as its record lists them."""
-        keys = self.public_keys(participant)
-        return keys.verify_key(kid) if keys is not None else None
 
     @contextlib.contextmanager
     def catching_up(self) -> Iterator[None]:
         """Read a backlog (a topic from its start) without auditing every historical
         step: each participant's change over the whole backlog is audited once, at the
         end, as the node then holds it. Refusals are still audited as they come."""
-        self._held_back = {}
+        outer = self._held_back is None
+        if outer:
+            self._held_back = {}
         try:
             yield
         finally:
-            held, self._held_back = self._held_back, None
-            for record, previous in held.values():
-                if previous is None or previous.jws != record.jws:
-                    self._changed(record, previous)
+            if outer:
+                held, self._held_back = self._held_back or {}, None
+                for record, previous in held.values():
+                    if previous is None or previous.jws != record.jws:
+                        self._changed(record, previous)
+                if held:
+                    self._save()
 
     def _accept(self, record: Record, name: str) -> bool:
         previous = self.registry.get(record.id)
@@ -220,7 +243,40 @@ class RegistryView:
                 self._held_back[record.id] = (record, first)
             else:
                 self._changed(record, previous)
+                self._save()
         return taken
+
+    def _restore(self) -> None:
+        """Take the records held before the last stop (each opened again, against the
+        anchor of today); a missing or unreadable file is a node's first start."""
+        if self.state is None or not self.state.is_file():
+            return
+        try:
+            saved = parse_json(
+                self.state.read_bytes(), max_bytes=64 * 1024 * 1024, max_depth=MAX_DEPTH + 2
+            )
+        except (OSError, InputError) as exc:
+            self._refused(self.state.name, RecordRefused("malformed", str(exc)[:200]))
+            return
+        bundles = saved.get("records", []) if isinstance(saved, dict) else []
+        opened = []
+        for bundle in bundles:
+            try:
+                opened.append(open_record(bundle, self.anchor))
+            except RecordRefused as exc:
+                self._refused(f"{self.state.name} (held)", exc)
+        for record in sorted(opened, key=lambda r: r.issuer != AUTHORITY):
+            self._accept(record, f"{self.state.name} ({record.id})")
+
+    def _save(self) -> None:
+        if self.state is None:
+            return
+        records = [r.bundle() for r in self.registry.records()]
+        data = json.dumps({"records": records}, separators=(",", ":")).encode()
+        try:
+            write_atomically(self.state, data)
+        except OSError as exc:  # the floor is lost for the next start, not the registry now
+            log.error("registry_state_not_saved", path=str(self.state), error=exc.strerror)
 
     def _check_anchor(self) -> bool:
         """A changed trust anchor: open every held record again against the new one."""
@@ -232,9 +288,9 @@ class RegistryView:
         try:
             anchor = read_verify_keys(path)
         except KeyStoreError as exc:  # a half-copied or removed file: keep the old anchor
-            self._refused(ANCHOR_FILE, RecordRefused("malformed", exc.detail))
+            self._refused(ANCHOR_FILE, RecordRefused("malformed", exc.detail), version)
             return False
-        if anchor.keys() == self.anchor.keys():
+        if _jwks(anchor) == _jwks(self.anchor):  # a revocation keeps the kid: compare all
             return False
         self.anchor = anchor
         kept, dropped = Registry(), []
@@ -243,8 +299,9 @@ class RegistryView:
                 kept.accept(open_record(record.bundle(), anchor))
             except RecordRefused as exc:
                 dropped.append(record.id)
-                self._refused(f"{record.id} (held)", exc)
+                self._refused(f"{record.id} (serial {record.serial}, held)", exc)
         self.registry = kept
+        self._save()
         self._seen = ()  # files once refused may hold under the new anchor
         self.audit.record("registry.anchor_changed", kids=sorted(anchor), dropped=dropped)
         return True
@@ -273,13 +330,26 @@ class RegistryView:
             sponsor=record.participant.sponsor,
         )
 
-    def _refused(self, name: str, exc: RecordRefused) -> None:
+    def _refused(self, name: str, exc: RecordRefused, version: _Version | None = None) -> None:
         """Audit a refused file once per version of it, not on every look."""
-        version = next((v for v in self._seen if v[0] == name), (name, 0, 0))
+        version = version or next((v for v in self._seen if v[0] == name), (name, 0, 0))
         if version in self._reported:
             return
+        if len(self._reported) >= _MAX_REPORTED:  # a flood of bad records: bounded memory
+            self._reported.clear()
         self._reported.add(version)
         self.audit.record("registry.refused", file=name, reason=exc.reason, detail=exc.detail[:300])
+
+
+def _check_key(key: bytes | None, expected: bytes) -> None:
+    if key is not None and key != expected:
+        raise RecordRefused(
+            "wrong-key", f"stored under key {key[:80]!r}, not {expected.decode()!r}"
+        )
+
+
+def _jwks(anchor: dict[str, VerifyKey]) -> list[dict[str, object]]:
+    return [anchor[kid].to_jwk() for kid in sorted(anchor)]
 
 
 def _version(path: Path) -> _Version | None:

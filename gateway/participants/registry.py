@@ -36,12 +36,16 @@ from gateway.contracts.catalog import ContractCatalog
 from gateway.crypto.encoding import b64u_decode
 from gateway.crypto.envelope import sign_compact, verify_signature
 from gateway.crypto.jwk import SignKey, VerifyKey
-from gateway.errors import GatewayError, VerificationError
+from gateway.errors import GatewayError, InputError, VerificationError
+from gateway.jsonparse import parse_json
 from gateway.participants.document import Kind, ParticipantFile, check
 
 TYP = "gw-registry+jws"
 AUTHORITY = "authority"
 _MAX_RECORD = 512 * 1024
+MAX_DEPTH = 64
+"""Deepest JSON nesting in a record: records come from an untrusted topic, and a schema
+nested deep enough would exhaust the recursion of whatever walks it."""
 
 
 class Status(StrEnum):
@@ -161,11 +165,13 @@ def read_jws(jws: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
         raise RecordRefused("malformed", "not a compact JWS")
     protected, body, signature = jws.split(".")
     try:
-        header = json.loads(b64u_decode(protected))
-        payload = json.loads(b64u_decode(body))
+        header = parse_json(b64u_decode(protected), max_bytes=_MAX_RECORD, max_depth=MAX_DEPTH)
+        payload = parse_json(b64u_decode(body), max_bytes=_MAX_RECORD, max_depth=MAX_DEPTH)
         raw_signature = b64u_decode(signature)
-    except (ValueError, RecursionError):
-        raise RecordRefused("malformed", "not a well-formed JWS") from None
+    except (ValueError, InputError):
+        raise RecordRefused(
+            "malformed", f"not a well-formed JWS (JSON nested at most {MAX_DEPTH} deep)"
+        ) from None
     if not isinstance(header, dict) or header.get("typ") != TYP:
         raise RecordRefused("malformed", f"not a registry record (typ is not {TYP})")
     if not all(isinstance(header.get(name), str) for name in ("alg", "kid", "iss")):
@@ -289,10 +295,15 @@ class Registry:
             raise RecordRefused("unknown-signer", f"the sponsor {record.issuer} is not registered")
         if sponsor.status is not Status.ACTIVE:
             raise RecordRefused("sponsor-inactive", f"{record.issuer} is {sponsor.status.value}")
-        if sponsor.participant.keys.verify_key(record.kid) is None:
+        key = sponsor.participant.keys.verify_key(record.kid)
+        if key is None:
             raise RecordRefused(
                 "unknown-signer", f"{record.issuer}'s newest record lists no key {record.kid}"
             )
+        try:  # revoked (or retired) in the sponsor's newest record, not just in the chain
+            key.check_issued_at(record.issued_at)
+        except VerificationError as exc:
+            raise RecordRefused("revoked-key", exc.detail) from None
 
     def key_owner(self, kid: str) -> str | None:
         """The participant whose record lists this key, if any (keys are never shared)."""

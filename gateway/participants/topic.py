@@ -4,11 +4,17 @@ In a cluster every node follows the same topic instead of its own directory,
 so one approval or suspension reaches all of them. Each Kafka record is one
 bundle, keyed by participant id; compaction keeps the newest per key, and
 since the serial decides, a broker that has not compacted yet (or never does)
-changes nothing. One partition gives a total order, so a sponsor's record is
+only makes the first read longer. One partition gives a total order, so a sponsor's record is
 read before the contractor records signed after it.
 
 The topic is not trusted: what a node takes from it holds only when its
-signature chain ends at the node's own trust anchor, exactly as for files.
+signature chain ends at the node's own trust anchor, exactly as for files, and
+when it is stored under its own key (a record under another participant's key
+could push that participant's newest record out of the compacted topic). A
+node keeps what it holds in its state directory, so after a restart the
+serials it saw stay its floor whatever the topic holds then. Who may write to
+the topic is still worth restricting (Kafka ACLs): a node that has never seen
+a participant's newest record takes the newest the topic still holds.
 
     follower = RegistryFollower(view, transport.reader(config.registry_topic), topic)
     await follower.catch_up(timeout_s=30)     # before the node serves
@@ -20,6 +26,7 @@ signature chain ends at the node's own trust anchor, exactly as for files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -109,6 +116,9 @@ class RegistryFollower:
                 except TransportError as exc:
                     log.error("registry_follow_failed", topic=self._topic, error=exc.detail)
                     await asyncio.sleep(_RETRY_S)
+                except Exception as exc:
+                    log.error("registry_follow_failed", topic=self._topic, error=type(exc).__name__)
+                    await asyncio.sleep(_RETRY_S)
         finally:
             await self._reader.stop()
 
@@ -118,5 +128,21 @@ class RegistryFollower:
 
     def _take(self, records: Sequence[InboundRecord]) -> int:
         for record in records:
-            self._view.take(record.value, f"{record.topic}:{record.partition}:{record.offset}")
+            origin = f"{record.topic}:{record.partition}:{record.offset}"
+            try:
+                self._view.take(record.value, origin, record.key)
+            except Exception as exc:
+                # A record that breaks what takes it in (or a full disk while writing
+                # what it says) is skipped: the follower goes on, or every later
+                # suspension would be lost, and no node could start again.
+                log.error(
+                    "registry_record_failed", origin=origin, error=f"{type(exc).__name__}: {exc}"
+                )
+                with contextlib.suppress(Exception):
+                    self._view.audit.record(
+                        "registry.refused",
+                        file=origin,
+                        reason="internal",
+                        detail=f"{type(exc).__name__}"[:300],
+                    )
         return len(records)

@@ -164,6 +164,9 @@ class KafkaTopicReader:
             **_common(self._config),
             group_id=None,
             enable_auto_commit=False,
+            # An offset gone (retention) means reading from the oldest record left,
+            # never jumping to the end and skipping what was not read.
+            auto_offset_reset="earliest",
             # A quiet topic where a change must land fast (a suspension): the broker
             # answers a fetch at once when records come, else after 100 ms, not 500.
             fetch_max_wait_ms=100,
@@ -171,15 +174,17 @@ class KafkaTopicReader:
         try:
             await consumer.start()
             partitions = await self._partitions_of(consumer)
+            if not partitions:
+                raise TransportError(f"topic {self._topic} does not exist")
+            self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            consumer.assign(self._partitions)
+            await consumer.seek_to_beginning(*self._partitions)
         except (KafkaError, OSError) as exc:
             await consumer.stop()
             raise TransportError(f"cannot connect to Kafka at {self._config.bootstrap}") from exc
-        if not partitions:
+        except BaseException:
             await consumer.stop()
-            raise TransportError(f"topic {self._topic} does not exist")
-        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        consumer.assign(self._partitions)
-        await consumer.seek_to_beginning(*self._partitions)
+            raise
         self._consumer = consumer
 
     async def _partitions_of(self, consumer: AIOKafkaConsumer) -> set[int]:

@@ -146,6 +146,7 @@ async def test_a_new_contract_version_goes_to_the_topic_signed_by_its_owner(
     )
     await asyncio.sleep(0.1)  # the node's own follower reads it back: nothing new
     assert len(topic_world.events("contract.registered")) == 1
+    assert topic_world.events("contract.registered")[0]["checked_against"] == ["1.1.0"]
     assert topic_world.events("registry.refused") == []
 
 
@@ -167,6 +168,27 @@ async def test_a_version_the_broker_does_not_take_is_not_registered(
     assert not (topic_world.fed.root / "contracts" / REFERRAL / "1.2.0.yaml").exists()
 
 
+async def test_a_suspended_owner_sends_no_contract_version_to_the_cluster(
+    topic_world: TopicWorld,
+) -> None:
+    topic_world.produce("minhealth", serial=2, status=Status.SUSPENDED)
+
+    async def suspended() -> bool:
+        return bool(topic_world.events("participant.suspended"))
+
+    await until(suspended)
+    async with topic_world.http.post(
+        VERSIONS, json=next_version(topic_world), headers=topic_world.fed.auth("minhealth")
+    ) as response:
+        assert response.status == 403
+        assert "signs no contract versions for the cluster" in (await response.json())["detail"]
+    assert not any(
+        r.key.startswith(b"contract:")
+        for r in topic_world.transport.broker.records(topic_world.topic)
+    )
+    assert not (topic_world.fed.root / "contracts" / REFERRAL / "1.2.0.yaml").exists()
+
+
 async def test_a_refused_version_never_reaches_the_topic(topic_world: TopicWorld) -> None:
     breaking = next_version(topic_world)
     breaking["schema"]["required"] = [*breaking["schema"].get("required", []), "brandNew"]
@@ -180,7 +202,7 @@ async def test_a_refused_version_never_reaches_the_topic(topic_world: TopicWorld
     )
 
 
-async def test_a_node_whose_topic_never_ends_does_not_start(tmp_path: Path) -> None:
+async def test_a_node_that_cannot_read_the_topic_does_not_start(tmp_path: Path) -> None:
     fed = Federation.create(tmp_path)
     (tmp_path / ANCHOR_FILE).write_text(
         json.dumps({"keys": [next(iter(ANCHOR.values())).to_jwk()]})

@@ -99,11 +99,13 @@ class Node:
 def node_config(fed: Federation, node_id: str, hosted: tuple[str, ...], bootstrap: str) -> Path:
     anchor_dir = fed.root / f"{node_id}.registry"
     anchor_dir.mkdir()
+    contracts = fed.root / f"{node_id}.contracts"  # each its own: what a node writes shows
+    shutil.copytree(fed.root / "contracts", contracts)
     shutil.copy(fed.root / "authority" / ANCHOR_FILE, anchor_dir / ANCHOR_FILE)
     config = {
         "node_id": node_id,
         "prefix": fed.prefix,
-        "contracts_dir": str(fed.root / "contracts"),
+        "contracts_dir": str(contracts),
         "keys_dir": str(fed.root / "keys"),
         "key_passphrase_file": str(fed.root / "passphrase"),
         "state_dir": str(fed.root / f"{node_id}.state"),
@@ -343,6 +345,7 @@ async def test_a_contractor_is_onboarded_exchanges_both_ways_is_suspended_and_re
         return status == 202
 
     figures["contract version, node-b"] = await took(b_serves_1_1)
+    assert (fed.root / "node-b.contracts" / REPORT / "1.1.0.yaml").is_file()
     status, messages = await exchange.pull(a, "minhealth")
     assert [m["version"] for m in messages] == ["1.1.0"]
 

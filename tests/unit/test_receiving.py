@@ -132,17 +132,21 @@ def test_pins_in_the_config_must_be_strings(tmp_path: Path) -> None:
 
 
 class Admits:
-    """An admission that grants exactly the (participant, role) pairs given."""
+    """An admission: records asking for exactly the (participant, role) pairs given, of
+    which only those in ``suspended`` are not admitted."""
 
-    def __init__(self, *grants: tuple[str, Role], admitted: tuple[str, ...] = ()) -> None:
-        self._grants = set(grants)
-        self._admitted = {p for p, _ in grants} | set(admitted)
+    def __init__(self, *asked: tuple[str, Role], suspended: tuple[str, ...] = ()) -> None:
+        self._asked = set(asked)
+        self._admitted = {p for p, _ in asked} - set(suspended)
 
     def admitted(self, participant: str) -> bool:
         return participant in self._admitted
 
     def entitled(self, participant: str, contract: ContractVersion, role: Role) -> bool:
-        return (participant, role) in self._grants
+        return self.admitted(participant) and self.asks(participant, contract, role)
+
+    def asks(self, participant: str, contract: ContractVersion, role: Role) -> bool:
+        return (participant, role) in self._asked
 
 
 def entitled_receiver(fed: Federation, admission: Admits) -> Receiver:
@@ -162,7 +166,15 @@ def entitled_receiver(fed: Federation, admission: Admits) -> Receiver:
     [
         (Admits((ME, Role.SUBSCRIBE)), RejectReason.SENDER_NOT_ENTITLED),
         (Admits(("minhealth", Role.SUBSCRIBE), (ME, Role.SUBSCRIBE)), "sender-not-entitled"),
-        (Admits(("minhealth", Role.PUBLISH), admitted=(ME,)), "recipient-not-entitled"),
+        (
+            Admits(("minhealth", Role.PUBLISH), (ME, Role.SUBSCRIBE), suspended=("minhealth",)),
+            "sender-not-entitled",
+        ),
+        (Admits(("minhealth", Role.PUBLISH), (ME, Role.PUBLISH)), "recipient-not-entitled"),
+        (  # suspended, and not asking for it either: nothing to hold it for
+            Admits(("minhealth", Role.PUBLISH), (ME, Role.PUBLISH), suspended=(ME,)),
+            "recipient-not-entitled",
+        ),
     ],
 )
 def test_the_registry_as_the_receiver_sees_it_must_entitle_both_ends(
@@ -179,11 +191,12 @@ def test_the_registry_as_the_receiver_sees_it_must_entitle_both_ends(
 
 
 def test_a_suspended_recipient_is_not_judged_its_message_waits(fed: Federation) -> None:
-    """Not admitted right now (suspended): the message is kept for after reinstatement."""
+    """Not admitted right now (suspended), but its record asks for the contract: the
+    message is kept for after reinstatement."""
     _, value, headers = fed.envelope(
         sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
     )
-    admission = Admits(("minhealth", Role.PUBLISH))  # ME: neither admitted nor entitled
+    admission = Admits(("minhealth", Role.PUBLISH), (ME, Role.SUBSCRIBE), suspended=(ME,))
     message = entitled_receiver(fed, admission).receive(record(fed, value, headers))
     assert message.recipient == ME
 

@@ -3,6 +3,7 @@ and the per-contract entitlements a record grants."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -326,3 +327,114 @@ def test_a_suspended_participant_is_entitled_to_nothing(view: RegistryView) -> N
     view.take(value(by_authority(MINHEALTH.doc, status=Status.SUSPENDED)), "t:0:0")
 
     assert not view.entitled("minhealth", CATALOG.resolve(f"{REFERRAL}@1.0.0"), Role.PUBLISH)
+
+
+# -- what the review found -----------------------------------------------------------------
+
+
+class Fragile(RegistryView):
+    """A view whose intake breaks on one participant's record (say, a full disk)."""
+
+    def take(self, value: bytes, origin: str, key: bytes | None = None) -> bool:
+        if key == b"socialtreasury":
+            raise OSError(28, "No space left on device")
+        return super().take(value, origin, key)
+
+
+async def test_a_record_that_breaks_its_intake_does_not_stop_the_follower(
+    tmp_path: Path, events: Events
+) -> None:
+    anchor_file(tmp_path, AUTHORITY_KEY)
+    audit = AuditLog(node_id="node-1", directory=tmp_path / "audit", signer=AUDIT_KEY)
+    audit.subscribe(events)
+    view = Fragile.open(tmp_path, audit=audit, files=False)
+    broker = MemoryBroker()
+    broker.topics[TOPIC] = [
+        OutboundRecord(TOPIC, b"socialtreasury", value(by_authority(SOCIAL.doc)), ()),
+        OutboundRecord(TOPIC, b"minhealth", value(MINHEALTH_1), ()),
+    ]
+    follower = RegistryFollower(view, MemoryReader(broker, TOPIC), TOPIC)
+
+    assert await follower.catch_up(timeout_s=5) == 2
+
+    assert view.admitted("minhealth")  # the record after it was still taken
+    [refusal] = events.named("registry.refused")
+    assert (refusal["file"], refusal["reason"]) == (f"{TOPIC}:0:0", "internal")
+    await follower.stop()
+    audit.close()
+
+
+def test_a_record_stored_under_another_participants_key_is_refused(
+    view: RegistryView, events: Events
+) -> None:
+    assert not view.take(value(MINHEALTH_1), "t:0:0", b"socialtreasury")
+
+    assert not view.admitted("minhealth")
+    assert events.named("registry.refused")[0]["reason"] == "wrong-key"
+
+
+def test_a_revocation_added_to_an_anchor_key_drops_what_it_signed_since(
+    tmp_path: Path, view: RegistryView, events: Events
+) -> None:
+    view.take(value(by_authority(MINHEALTH.doc, issued_at=2_000)), "t:0:0")
+    view.take(value(by_authority(SOCIAL.doc, issued_at=1_000)), "t:0:1")
+    jwk = AUTHORITY_KEY.verify_key().to_jwk() | {"revoked_at": 1_500}
+
+    (tmp_path / ANCHOR_FILE).write_text(json.dumps({"keys": [jwk]}))
+    assert view.refresh()
+
+    assert view.admitted("socialtreasury")  # signed before the revocation
+    assert not view.admitted("minhealth")  # signed after it
+    assert events.named("registry.anchor_changed")[0]["dropped"] == ["minhealth"]
+
+
+def test_a_contractor_signed_after_its_sponsor_revoked_the_key_is_not_admitted(
+    view: RegistryView,
+) -> None:
+    """The chain carries the sponsor's older record, from before the revocation: the
+    sponsor's newest record decides."""
+    view.take(value(MINHEALTH_1), "t:0:0")
+    revoked = copy.deepcopy(MINHEALTH.doc)
+    revoked["keys"]["keys"][0]["revoked_at"] = 1_795_000_500  # its signing key
+    view.take(value(by_authority(revoked, serial=2)), "t:0:1")
+    late = by_sponsor(ACME.doc, MINHEALTH, issued_at=1_795_000_600)
+
+    assert not view.take(value(late, MINHEALTH_1), "t:0:2")
+    assert not view.admitted("acme-analytics")
+
+
+def test_what_a_node_held_is_its_floor_after_a_restart(tmp_path: Path, events: Events) -> None:
+    anchor_file(tmp_path, AUTHORITY_KEY)
+    state = tmp_path / "state" / "registry.json"
+    state.parent.mkdir()
+    suspended = by_authority(MINHEALTH.doc, serial=2, status=Status.SUSPENDED)
+    audit = AuditLog(node_id="node-1", directory=tmp_path / "audit", signer=AUDIT_KEY)
+    audit.subscribe(events)
+    first = RegistryView.open(tmp_path, audit=audit, files=False, state=state)
+    first.take(value(MINHEALTH_1), "t:0:0")
+    first.take(value(suspended), "t:0:1")
+
+    # Restarted: the topic now holds only the old active record (compacted, or forged).
+    again = RegistryView.open(tmp_path, audit=audit, files=False, state=state)
+    assert again.status("minhealth") is Status.SUSPENDED
+    assert not again.take(value(MINHEALTH_1), "t:0:0")
+    assert not again.admitted("minhealth")
+    assert events.named("registry.refused")[-1]["reason"] == "older-serial"
+    audit.close()
+
+
+def test_a_state_file_that_does_not_hold_is_reported_and_the_start_goes_on(
+    tmp_path: Path, events: Events
+) -> None:
+    anchor_file(tmp_path, AUTHORITY_KEY)
+    state = tmp_path / "registry.json"
+    forged = by_authority(MINHEALTH.doc, key=STRANGER_KEY)
+    state.write_text(json.dumps({"records": [bundle(forged)]}))
+    audit = AuditLog(node_id="node-1", directory=tmp_path / "audit", signer=AUDIT_KEY)
+    audit.subscribe(events)
+
+    view = RegistryView.open(tmp_path, audit=audit, files=False, state=state)
+
+    assert not view.admitted("minhealth")
+    assert events.named("registry.refused")[0]["reason"] == "unknown-signer"
+    audit.close()
