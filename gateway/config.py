@@ -23,6 +23,7 @@ import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,31 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookConfig:
+    """Push delivery: the node POSTs each verified message to the participant's endpoint
+    (gateway/push.py), signed per Standard Webhooks, retrying until a 2xx or the budget."""
+
+    url: str = ""
+    """HTTPS endpoint (plain HTTP only to a loopback address)."""
+    secret_file: Path | None = None
+    """File with the signing secret(s), ``whsec_<base64>``, one per line (two while one
+    is being rotated: every callback then carries both signatures)."""
+    ca_file: Path | None = None
+    """PEM CA bundle the endpoint's certificate is checked against (default: the system's)."""
+    timeout_s: float = 10.0
+    """Longest one attempt may take, connection included."""
+    max_attempts: int = 10
+    """Attempts before the message goes to the dead-letter topic."""
+    max_elapsed_s: float = 3600.0
+    """Longest time spent on one message, retries included (the other budget)."""
+    backoff_s: float = 1.0
+    """Pause before the first retry; doubled each time, with full jitter."""
+    max_backoff_s: float = 300.0
+    concurrency: int = 8
+    """Record keys delivered at once; each key's messages go one after the other."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LocalParticipant:
     """A participant this node hosts: it holds their private keys and tokens."""
 
@@ -163,6 +189,8 @@ class LocalParticipant:
     upgraded to it with the contracts' migrations."""
     limits: Limits | None = None
     """This participant's publish limits; None: the node's ``default_limits``."""
+    webhook: WebhookConfig | None = None
+    """Push delivery to this endpoint; None: the participant pulls its inbox."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -375,6 +403,7 @@ def _check(config: GatewayConfig) -> None:
     _check_participants(config)
     _check_tls(config)
     _check_registry(config)
+    _check_webhooks(config)
     _check_limits(config)
     _check_publish_limits(config)
     if not 0 <= config.http.port <= 65535:
@@ -403,6 +432,33 @@ def _check_participants(config: GatewayConfig) -> None:
                 if digest in digests:  # one token, one principal: never ambiguous
                     raise ConfigError(f"{section}.{member.id}.token_sha256: digest used twice")
                 digests.add(digest)
+
+
+def _check_webhooks(config: GatewayConfig) -> None:
+    for participant in config.participants:
+        hook = participant.webhook
+        if hook is None:
+            continue
+        where = f"participants.{participant.id}.webhook"
+        url = urllib.parse.urlsplit(hook.url)
+        loopback = url.hostname in {"127.0.0.1", "::1", "localhost"}
+        if url.scheme != "https" and not (url.scheme == "http" and loopback):
+            raise ConfigError(f"{where}.url: an https:// URL (http:// only to a loopback address)")
+        if not url.hostname:
+            raise ConfigError(f"{where}.url: names no host")
+        if hook.secret_file is None:
+            raise ConfigError(f"{where}.secret_file: callbacks are signed; name the secret file")
+        numbers = {
+            "timeout_s": hook.timeout_s,
+            "max_attempts": hook.max_attempts,
+            "max_elapsed_s": hook.max_elapsed_s,
+            "backoff_s": hook.backoff_s,
+            "max_backoff_s": hook.max_backoff_s,
+            "concurrency": hook.concurrency,
+        }
+        for key, number in numbers.items():
+            if not number > 0:
+                raise ConfigError(f"{where}.{key}: must be greater than zero")
 
 
 def _check_registry(config: GatewayConfig) -> None:

@@ -28,7 +28,7 @@ import structlog
 
 from gateway.audit import AuditLog, digest
 from gateway.config import GatewayConfig
-from gateway.errors import TransportError, VerificationError
+from gateway.errors import RejectReason, TransportError, VerificationError
 from gateway.receiving import ReceivedMessage, Receiver
 from gateway.replay import SeenStore
 from gateway.transport import InboundRecord, OutboundRecord, Partition, Publisher, RecordSource
@@ -50,6 +50,8 @@ class Delivery:
     message: ReceivedMessage
     where: Partition
     offset: int
+    record: InboundRecord
+    """The envelope as read: what goes to the dead-letter topic if it cannot be delivered."""
     state: State = field(default=State.READY)
 
 
@@ -117,11 +119,14 @@ class Inbox:
         try:
             message = self._receiver.receive(record)
         except VerificationError as exc:
-            await self._dead_letter(record, exc)
+            if exc.reason is RejectReason.REPLAYED:
+                self._duplicate(record, exc)
+            else:
+                await self._dead_letter(record, exc.reason.value, exc.detail)
             slots[record.offset] = None  # settled: nothing to deliver
             return
         tag = f"{self._epoch}.{record.partition}.{record.offset}"
-        delivery = Delivery(tag, message, record.where, record.offset)
+        delivery = Delivery(tag, message, record.where, record.offset, record)
         slots[record.offset] = delivery
         self._by_tag[tag] = delivery
         self._held[message.message_id] = tag
@@ -131,13 +136,30 @@ class Inbox:
         async with self._arrived:
             self._arrived.notify_all()
 
-    async def _dead_letter(self, record: InboundRecord, exc: VerificationError) -> None:
+    def _duplicate(self, record: InboundRecord, exc: VerificationError) -> None:
+        """A message this participant acknowledged (within the replay window) or holds
+        right now, read again: after a crash before the offset commit, a producer's
+        retry, or a replay. It is settled without a second delivery and without a dead
+        letter (nothing failed); the audit record shows it, for a security team."""
+        self._audit.record(
+            "message.duplicate",
+            recipient=self.participant,
+            message_id=(record.header("ce_id") or "")[:64],
+            detail=exc.detail[:200],
+            origin=f"{record.topic}/{record.partition}/{record.offset}",
+            envelope_sha256=digest(record.value),
+        )
+
+    async def _dead_letter(
+        self, record: InboundRecord, reason: str, detail: str, *, attempts: int | None = None
+    ) -> None:
         headers = (
             *record.headers,
-            ("gw_reason", exc.reason.value.encode()),
-            ("gw_detail", exc.detail[:500].encode()),
+            ("gw_reason", reason.encode()),
+            ("gw_detail", detail[:500].encode()),
             ("gw_node", self._config.node_id.encode()),
             ("gw_origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            *((("gw_attempts", str(attempts).encode()),) if attempts is not None else ()),
         )
         dead = OutboundRecord(
             self._config.dlq_topic(self.participant), record.key or b"", record.value, headers
@@ -148,21 +170,23 @@ class Inbox:
                 break
             except TransportError:
                 await asyncio.sleep(self._config.delivery.retry_backoff_s)
-        self._audit.record(
-            "envelope.rejected",
-            recipient=self.participant,
-            message_id=(record.header("ce_id") or "")[:64],
-            reason=exc.reason.value,
-            detail=exc.detail[:200],
-            origin=f"{record.topic}/{record.partition}/{record.offset}",
-            envelope_sha256=digest(record.value),
-        )
+        if attempts is None:  # refused by a check, not by the endpoint
+            self._audit.record(
+                "envelope.rejected",
+                recipient=self.participant,
+                message_id=(record.header("ce_id") or "")[:64],
+                reason=reason,
+                detail=detail[:200],
+                origin=f"{record.topic}/{record.partition}/{record.offset}",
+                envelope_sha256=digest(record.value),
+            )
         self._audit.record(
             "message.dead_lettered",
             recipient=self.participant,
             message_id=(record.header("ce_id") or "")[:64],
-            reason=exc.reason.value,
+            reason=reason,
             topic=dead.topic,
+            **({"attempts": attempts} if attempts is not None else {}),
         )
 
     def _revoked(self, partitions: set[Partition]) -> None:
@@ -199,6 +223,14 @@ class Inbox:
 
     async def pull(self, *, max_messages: int, wait_s: float) -> list[Delivery]:
         """Up to ``max_messages`` verified messages, waiting up to ``wait_s`` for one."""
+        taken = await self.hand_out(max_messages=max_messages, wait_s=wait_s)
+        for delivery in taken:
+            self._audit.record("message.delivered", **self._fields(delivery), mode="pull")
+        return taken
+
+    async def hand_out(self, *, max_messages: int, wait_s: float) -> list[Delivery]:
+        """Take ready messages without recording a delivery (push records its own, when
+        the endpoint answered)."""
         if not self._ready and wait_s > 0:
             async with self._arrived:
                 with contextlib.suppress(TimeoutError):
@@ -210,9 +242,24 @@ class Inbox:
             delivery = self._ready.popleft()
             delivery.state = State.HANDED_OUT
             taken.append(delivery)
-        for delivery in taken:
-            self._audit.record("message.delivered", **self._fields(delivery), mode="pull")
         return taken
+
+    async def pushed(self, delivery: Delivery, *, attempts: int) -> None:
+        """The endpoint took ``delivery`` (a 2xx): it is delivered and acknowledged."""
+        self._audit.record(
+            "message.delivered", **self._fields(delivery), mode="push", attempts=attempts
+        )
+        await self.ack([delivery.tag])
+
+    async def give_up(self, delivery: Delivery, *, detail: str, attempts: int) -> None:
+        """The endpoint never took ``delivery`` within the retry budget: it goes to the
+        dead-letter topic (reason ``webhook-failed``) and the inbox moves past it."""
+        if self._by_tag.get(delivery.tag) is not delivery:
+            return  # its partition went to another member meanwhile
+        await self._dead_letter(delivery.record, "webhook-failed", detail, attempts=attempts)
+        self._forget(delivery)
+        delivery.state = State.DONE
+        self._room.set()
 
     async def ack(self, tags: Iterable[str]) -> AckResult:
         """Acknowledge handed-out messages; their offsets commit on the next cycle."""

@@ -106,6 +106,13 @@ class InvalidContract(ContractError):
         return {"problems": [{"pointer": p.pointer, "message": p.message} for p in self.problems]}
 
 
+class PushDelivery(GatewayError):
+    """The participant takes delivery by webhook: there is nothing to pull."""
+
+    code = "push-delivery"
+    title = "Delivered by webhook"
+
+
 class VersionExists(ContractError):
     code = "version-exists"
     title = "Contract version already registered"

@@ -36,6 +36,7 @@ from gateway.participants.contract_records import ContractIntake
 from gateway.participants.follow import RegistryView
 from gateway.participants.registry import ANCHOR_FILE
 from gateway.participants.topic import RegistryFollower
+from gateway.push import read_secrets
 from gateway.replay import SeenStore
 from gateway.transport import Transport
 from gateway.transport.broker import EmbeddedBroker
@@ -209,6 +210,9 @@ async def _serving(
             clock=clock,
             admission=view if view is not None else OPEN,
             registry=view,
+            webhook_secrets={
+                p.id: read_secrets(p.webhook) for p in config.participants if p.webhook
+            },
         )
         runner = web.AppRunner(
             create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0

@@ -8,8 +8,8 @@ web.run_app(app)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
@@ -42,6 +42,7 @@ from gateway.delivery import Inbox
 from gateway.limits import Clock, Limiter
 from gateway.participants.admission import OPEN, Admission
 from gateway.participants.follow import RegistryView
+from gateway.push import Pusher
 from gateway.receiving import Receiver
 from gateway.replay import SeenStore
 from gateway.routing import Router
@@ -69,6 +70,8 @@ class NodeParts:
     """Whom the registry lets take part now, and in what; OPEN: no registry."""
     registry: RegistryView | None = None
     """The signed registry itself (the records), when there is one."""
+    webhook_secrets: Mapping[str, list[bytes]] = field(default_factory=dict)
+    """Participant -> its webhook signing keys (push delivery), read at start."""
 
 
 def create_app(parts: NodeParts) -> web.Application:
@@ -198,16 +201,28 @@ def _start_inbox(
     app[INBOXES][participant] = inbox
     readiness = app[READINESS]
     readiness.inboxes[participant] = False
+    local = config.local(participant)
+    if local is not None and local.webhook is not None:
+        pusher = Pusher(inbox, local.webhook, secrets=parts.webhook_secrets[participant])
+        return asyncio.create_task(
+            _supervise(inbox, readiness, pusher), name=f"inbox+push:{participant}"
+        )
     return asyncio.create_task(_supervise(inbox, readiness), name=f"inbox:{participant}")
 
 
-async def _supervise(inbox: Inbox, readiness: Readiness) -> None:
-    """Keep an inbox consuming; after a failure, restart it with a backoff."""
+async def _supervise(inbox: Inbox, readiness: Readiness, pusher: Pusher | None = None) -> None:
+    """Keep an inbox consuming (and its pusher pushing); after a failure, restart both
+    with a backoff: what was handed out and not acknowledged comes again."""
     failures = 0
     while True:
         watcher = asyncio.create_task(_mark_ready(inbox, readiness))
         try:
-            await inbox.run()
+            if pusher is None:
+                await inbox.run()
+            else:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(inbox.run())
+                    group.create_task(pusher.run())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -28,6 +28,7 @@ from gateway.errors import (
     Forbidden,
     InvalidParameter,
     PayloadTooLarge,
+    PushDelivery,
     Throttled,
     UnsupportedMediaType,
 )
@@ -163,6 +164,9 @@ def _inbox(request: web.Request) -> Inbox:
     inbox = request.app[INBOXES].get(participant)
     if inbox is None:
         raise Forbidden(f"'{participant}' has no inbox on this node")
+    local = request.app[CONFIG].local(participant)
+    if local is not None and local.webhook is not None:
+        raise PushDelivery(f"'{participant}' takes delivery by webhook: its inbox is not pulled")
     return inbox
 
 

@@ -34,6 +34,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.UnknownContract: 404,
     errors.NoAuditLog: 404,
     errors.VersionExists: 409,
+    errors.PushDelivery: 409,
     errors.IncompatibleContract: 409,
     errors.Throttled: 429,
     errors.Unauthenticated: 401,

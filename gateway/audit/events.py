@@ -54,10 +54,15 @@ EVENTS: dict[str, Event] = {
     "message.dead_lettered": Event(
         "dead-lettered",
         "an envelope was written to the dead-letter topic with its reason",
-        ("message_id", "recipient", "reason", "topic"),
+        ("message_id", "recipient", "reason", "topic", "attempts"),
     ),
     "message.replayed": Event(
         "replayed", "a dead letter was put back into an inbox", ("message_id", "recipient", "by")
+    ),
+    "message.duplicate": Event(
+        "suppressed",
+        "a message read again (after a crash, a retry or a replay) was settled, not delivered",
+        ("message_id", "recipient", "detail", "origin", "envelope_sha256"),
     ),
     "envelope.rejected": Event(
         "rejected",
