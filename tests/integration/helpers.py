@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+import yaml
 
 from gateway.audit.store import records
 from gateway.config import GatewayConfig
 from gateway.node import RunningNode, running_node
 from tests.support import REFERRAL, Federation
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
@@ -70,6 +81,72 @@ async def ack(
         assert response.status == 200
         result: dict[str, list[str]] = await response.json()
         return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Node:
+    node_id: str
+    url: str
+    config: Path
+    process: asyncio.subprocess.Process
+
+
+@contextlib.asynccontextmanager
+async def node_process(fed: Federation, config: Path) -> AsyncIterator[Node]:
+    """``gateway serve --config CONFIG`` as its own process, ready before it is yielded;
+    its output goes to ``<node_id>.log`` (appended: a restarted node adds to it)."""
+    settings = yaml.safe_load(await asyncio.to_thread(config.read_text))
+    log = await asyncio.to_thread((fed.root / f"{settings['node_id']}.log").open, "ab")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--config",
+        str(config),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{settings['http']['port']}"
+    try:
+        await _ready(url, process, fed.root / f"{settings['node_id']}.log")
+        yield Node(settings["node_id"], url, config, process)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:]
+
+
+async def _ready(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                pytest.fail(f"the node exited: {_tail(log)}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    pytest.fail(f"the node did not become ready: {_tail(log)}")
 
 
 def audit(fed: Federation, node_id: str) -> list[dict[str, Any]]:

@@ -11,11 +11,7 @@ broker -> both nodes act on it) is measured and printed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shutil
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from gateway.cli import main
 from gateway.participants.registry import ANCHOR_FILE
+from tests.integration.helpers import Node, free_port, node_process
 from tests.support import REFERRAL, Federation, referral
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +33,6 @@ REPORT = "analytics.referral-report"
 REPORT_BODY = {"period": "2026-11", "referrals": 3}
 PROPAGATION_BOUND_S = 5.0
 """What the test holds the nodes to; the figures measured are printed (pytest -s)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def report_contract(version: str = "1.0.0", **properties: Any) -> dict[str, Any]:
@@ -88,14 +78,6 @@ def participant_file(
     return path
 
 
-@dataclass
-class Node:
-    node_id: str
-    url: str
-    config: Path
-    process: asyncio.subprocess.Process
-
-
 def node_config(fed: Federation, node_id: str, hosted: tuple[str, ...], bootstrap: str) -> Path:
     anchor_dir = fed.root / f"{node_id}.registry"
     anchor_dir.mkdir()
@@ -123,55 +105,6 @@ def node_config(fed: Federation, node_id: str, hosted: tuple[str, ...], bootstra
     path = fed.root / f"{node_id}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-@contextlib.asynccontextmanager
-async def node_process(fed: Federation, config: Path) -> AsyncIterator[Node]:
-    settings = yaml.safe_load(await asyncio.to_thread(config.read_text))
-    log = await asyncio.to_thread((fed.root / f"{settings['node_id']}.log").open, "wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "serve",
-        "--config",
-        str(config),
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{settings['http']['port']}"
-    try:
-        await _ready(url, process, fed.root / f"{settings['node_id']}.log")
-        yield Node(settings["node_id"], url, config, process)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
-
-
-def _tail(log: Path) -> str:
-    return log.read_text()[-3000:]
-
-
-async def _ready(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                pytest.fail(f"the node exited: {_tail(log)}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    pytest.fail(f"the node did not become ready: {_tail(log)}")
 
 
 async def cli(*args: str) -> int:
