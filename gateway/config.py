@@ -87,6 +87,10 @@ class DeliveryConfig:
     """Messages issued longer ago are refused as expired; also the replay window."""
     replay_max_entries: int = 1_000_000
     """Settled message ids remembered per participant within the window, at most."""
+    visibility_timeout_s: float = 300.0
+    """A pulled (or streamed) message not acknowledged within this is handed out again."""
+    max_nack_delay_s: float = 3600.0
+    """Longest delay a consumer may ask for when it gives a message back (nack)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -501,6 +505,7 @@ def _check_limits(config: GatewayConfig) -> None:
         "audit.head_interval_s": config.audit.head_interval_s,
         "audit.head_every_records": config.audit.head_every_records,
         "registry.poll_s": config.registry.poll_s,
+        "delivery.visibility_timeout_s": config.delivery.visibility_timeout_s,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN

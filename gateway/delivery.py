@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ _FETCH_WAIT_S = 0.5
 class State(StrEnum):
     READY = "ready"
     HANDED_OUT = "handed-out"
+    DELAYED = "delayed"
+    """Given back with a delay (nack): handed out again when it passes."""
     DONE = "done"
 
 
@@ -53,6 +56,10 @@ class Delivery:
     record: InboundRecord
     """The envelope as read: what goes to the dead-letter topic if it cannot be delivered."""
     state: State = field(default=State.READY)
+    due: float = 0.0
+    """Handed out: when it is handed out again unless acknowledged (monotonic time)."""
+    handed: int = 0
+    """How many times it was handed out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +79,12 @@ class Inbox:
         publisher: Publisher,
         audit: AuditLog,
         seen: SeenStore | None = None,
+        visibility_timeout_s: float | None = None,
     ) -> None:
+        """``visibility_timeout_s``: pulled messages not acknowledged within it are handed
+        out again (None: never, for push, whose pusher holds each until it is settled)."""
         self.participant = participant
+        self._visibility_s = visibility_timeout_s
         self._config = config
         self._source = source
         self._receiver = receiver
@@ -90,6 +101,7 @@ class Inbox:
         self._room = asyncio.Event()
         self._room.set()
         self.started = asyncio.Event()
+        self._timers: set[asyncio.Task[None]] = set()
 
     # -- consuming side ------------------------------------------------------
 
@@ -110,8 +122,12 @@ class Inbox:
                 records = await self._source.fetch(max(room, 1), _FETCH_WAIT_S)
                 for record in records:
                     await self._take(record)
+                await self._expire()
                 await self._commit()
         finally:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
             await self._source.stop()
 
     async def _take(self, record: InboundRecord) -> None:
@@ -198,6 +214,56 @@ class Inbox:
         self._ready = deque(d for d in self._ready if d.where not in partitions)
         self._room.set()
 
+    async def _expire(self) -> None:
+        """Hand out again what was pulled and not acknowledged within the visibility
+        timeout (a consumer that crashed, or lost the tags)."""
+        if self._visibility_s is None:
+            return
+        now = time.monotonic()
+        late = [d for d in self._by_tag.values() if d.state is State.HANDED_OUT and d.due <= now]
+        if late:
+            await self._return(late, reason="visibility-timeout")
+
+    async def _return(self, deliveries: list[Delivery], *, reason: str) -> None:
+        """Back to the front of the queue, in their original order."""
+        for delivery in sorted(deliveries, key=lambda d: (d.where, d.offset), reverse=True):
+            if self._by_tag.get(delivery.tag) is not delivery:
+                continue  # settled, or its partition went elsewhere, meanwhile
+            delivery.state = State.READY
+            self._ready.appendleft(delivery)
+            self._audit.record(
+                "message.released",
+                recipient=self.participant,
+                message_id=delivery.message.message_id,
+                reason=reason,
+                handed=delivery.handed,
+            )
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def nack(self, tags: Iterable[str], *, delay_s: float) -> AckResult:
+        """Give handed-out messages back: they are handed out again after ``delay_s``."""
+        released, unknown = [], []
+        for tag in tags:
+            delivery = self._by_tag.get(tag)
+            if delivery is None or delivery.state is not State.HANDED_OUT:
+                unknown.append(tag)
+                continue
+            released.append(delivery)
+        if delay_s <= 0:
+            await self._return(released, reason="nack")
+        else:
+            for delivery in released:  # not handed to anyone, not yet ready either
+                delivery.state = State.DELAYED
+            timer = asyncio.create_task(self._later(released, delay_s), name="inbox:nack")
+            self._timers.add(timer)
+            timer.add_done_callback(self._timers.discard)
+        return AckResult([d.tag for d in released], unknown)
+
+    async def _later(self, deliveries: list[Delivery], delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await self._return([d for d in deliveries if d.state is State.DELAYED], reason="nack")
+
     def _in_flight(self) -> int:
         return len(self._by_tag)
 
@@ -238,9 +304,14 @@ class Inbox:
                         self._arrived.wait_for(lambda: bool(self._ready)), wait_s
                     )
         taken: list[Delivery] = []
+        due = time.monotonic() + (self._visibility_s or 0)
         while self._ready and len(taken) < max_messages:
             delivery = self._ready.popleft()
+            if delivery.state is not State.READY:
+                continue  # settled meanwhile (acknowledged late, after a release)
             delivery.state = State.HANDED_OUT
+            delivery.due = due
+            delivery.handed += 1
             taken.append(delivery)
         return taken
 
@@ -266,7 +337,9 @@ class Inbox:
         acknowledged, unknown, settled = [], [], []
         for tag in tags:
             delivery = self._by_tag.get(tag)
-            if delivery is None or delivery.state is not State.HANDED_OUT:
+            # Also after a release (late, or nacked and then done after all): the
+            # consumer has it; what it acknowledges is not handed out again.
+            if delivery is None or delivery.state is State.DONE or delivery.handed == 0:
                 unknown.append(tag)
                 continue
             self._forget(delivery)

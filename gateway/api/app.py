@@ -109,6 +109,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_post("/v1/contracts/{contract}/versions", contracts.register_version)
     app.router.add_get("/v1/inbox", handlers.pull_inbox)
     app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
+    app.router.add_post("/v1/inbox/nack", handlers.nack_inbox)
+    app.router.add_get("/v1/inbox/stream", handlers.stream_inbox)
     app.router.add_get("/v1/audit", audit.search_audit)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
@@ -180,6 +182,8 @@ def _start_inbox(
         """Replay defence: acknowledged within the window, or held right now."""
         return parts.seen.seen(participant, message_id) or inboxes[participant].holds(message_id)
 
+    local = config.local(participant)
+    pushed = local is not None and local.webhook is not None
     inbox = Inbox(
         participant=participant,
         config=config,
@@ -197,11 +201,11 @@ def _start_inbox(
         publisher=publisher,
         audit=parts.audit,
         seen=parts.seen,
+        visibility_timeout_s=None if pushed else config.delivery.visibility_timeout_s,
     )
     app[INBOXES][participant] = inbox
     readiness = app[READINESS]
     readiness.inboxes[participant] = False
-    local = config.local(participant)
     if local is not None and local.webhook is not None:
         pusher = Pusher(inbox, local.webhook, secrets=parts.webhook_secrets[participant])
         return asyncio.create_task(

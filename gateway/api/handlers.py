@@ -7,6 +7,7 @@ into problem details.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -209,8 +210,7 @@ def _delivery_json(delivery: Delivery) -> bytes:
     return json.dumps(meta).encode()[:-1] + b',"payload":' + m.payload.strip() + b"}"
 
 
-async def ack_inbox(request: web.Request) -> web.Response:
-    inbox = _inbox(request)
+async def _tags(request: web.Request) -> tuple[list[str], dict[str, Any]]:
     require_json(request)
     http = request.app[CONFIG].http
     body = parse_json(await read_body(request, 65536), max_bytes=65536, max_depth=4)
@@ -219,8 +219,61 @@ async def ack_inbox(request: web.Request) -> web.Response:
         raise InvalidParameter("tags", 'send {"tags": ["<delivery tag>", ...]}')
     if len(tags) > http.max_inbox_batch * 10:
         raise InvalidParameter("tags", f"at most {http.max_inbox_batch * 10} tags per request")
+    return tags, body
+
+
+async def ack_inbox(request: web.Request) -> web.Response:
+    inbox = _inbox(request)
+    tags, _ = await _tags(request)
     result = await inbox.ack(tags)
     return web.json_response({"acknowledged": result.acknowledged, "unknown": result.unknown})
+
+
+async def nack_inbox(request: web.Request) -> web.Response:
+    """Give messages back, to be handed out again after ``delay_s`` (default 0)."""
+    inbox = _inbox(request)
+    tags, body = await _tags(request)
+    delay = body.get("delay_s", 0)
+    longest = request.app[CONFIG].delivery.max_nack_delay_s
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= longest:
+        raise InvalidParameter("delay_s", f"'delay_s' must be a number from 0 to {longest:g}")
+    result = await inbox.nack(tags, delay_s=float(delay))
+    return web.json_response({"released": result.acknowledged, "unknown": result.unknown})
+
+
+_KEEPALIVE_S = 15.0
+
+
+async def stream_inbox(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each verified message as an ``event: message`` whose ``id`` is
+    its delivery tag and whose ``data`` is what a pull returns for it; acknowledge with
+    POST /v1/inbox/ack. A comment line every 15 s keeps proxies from closing it."""
+    inbox = _inbox(request)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    await response.write(b": connected\n\n")
+    batch = request.app[CONFIG].http.max_inbox_batch
+    # Until the consumer goes away (the write fails, or the handler is cancelled): what
+    # it did not acknowledge is handed out again after the visibility timeout.
+    while True:
+        deliveries = await inbox.pull(max_messages=batch, wait_s=_KEEPALIVE_S)
+        if not deliveries:
+            await response.write(b": keepalive\n\n")
+            continue
+        await response.write(b"".join(_event(d) for d in deliveries))
+
+
+def _event(delivery: Delivery) -> bytes:
+    """One server-sent event; a payload sent with line breaks spans several data lines."""
+    lines = _delivery_json(delivery).split(b"\n")
+    data = b"".join(b"data: " + line.rstrip(b"\r") + b"\n" for line in lines)
+    return b"event: message\nid: " + delivery.tag.encode() + b"\n" + data + b"\n"
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -381,7 +381,7 @@ _PATHS: dict[str, Any] = {
                         }
                     ),
                 },
-                **_problems(400, 401, 403),
+                **_problems(400, 401, 403, 409),
             },
         }
     },
@@ -413,7 +413,68 @@ _PATHS: dict[str, Any] = {
                         }
                     ),
                 },
-                **_problems(400, 401, 403, 413, 415),
+                **_problems(400, 401, 403, 409, 413, 415),
+            },
+        }
+    },
+    "/v1/inbox/nack": {
+        "post": {
+            "operationId": "nackInbox",
+            "summary": "Give messages back, to be handed out again after a delay",
+            "description": (
+                "For messages the consumer cannot handle now. They are handed out again "
+                "after `delay_s` (default 0, at most `delivery.max_nack_delay_s`) with the same "
+                "tags. A message neither acknowledged nor given back is handed out again after "
+                "`delivery.visibility_timeout_s` (300 s by default)."
+            ),
+            "requestBody": {
+                "required": True,
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["tags"],
+                        "properties": {
+                            "tags": {"type": "array", "items": {"type": "string"}},
+                            "delay_s": {"type": "number", "minimum": 0},
+                        },
+                    }
+                ),
+            },
+            "responses": {
+                "200": {
+                    "description": "Which tags were given back.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["released", "unknown"],
+                            "properties": {
+                                "released": {"type": "array", "items": {"type": "string"}},
+                                "unknown": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    ),
+                },
+                **_problems(400, 401, 403, 409, 413, 415),
+            },
+        }
+    },
+    "/v1/inbox/stream": {
+        "get": {
+            "operationId": "streamInbox",
+            "summary": "The caller's verified messages as server-sent events",
+            "description": (
+                "`text/event-stream`: each message is an `event: message` whose `id` is its "
+                "delivery tag and whose `data` is the message as a pull returns it (a payload "
+                "sent with line breaks spans several `data:` lines). A comment line comes every "
+                "15 s when nothing does. Acknowledge with POST /v1/inbox/ack; what is not "
+                "acknowledged is handed out again after the visibility timeout."
+            ),
+            "responses": {
+                "200": {
+                    "description": "The stream, until the client closes it.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_problems(401, 403, 409),
             },
         }
     },

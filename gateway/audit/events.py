@@ -59,6 +59,11 @@ EVENTS: dict[str, Event] = {
     "message.replayed": Event(
         "replayed", "a dead letter was put back into an inbox", ("message_id", "recipient", "by")
     ),
+    "message.released": Event(
+        "released",
+        "a handed-out message will be handed out again (nack, or the visibility timeout)",
+        ("message_id", "recipient", "reason", "handed"),
+    ),
     "message.duplicate": Event(
         "suppressed",
         "a message read again (after a crash, a retry or a replay) was settled, not delivered",

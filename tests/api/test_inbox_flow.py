@@ -1,0 +1,191 @@
+"""Pull delivery beyond pull-and-ack: giving messages back (nack), the visibility timeout,
+and the server-sent event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.config import DeliveryConfig
+from gateway.node import running_node
+from tests.api.conftest import Gateway
+from tests.fakes import MemoryTransport
+from tests.support import REFERRAL, Federation, referral
+
+ME = "socialtreasury"
+VISIBILITY_S = 0.4
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
+    fed = Federation.create(tmp_path)
+    transport = MemoryTransport()
+    config = fed.config(("minhealth", ME), bootstrap="memory")
+    config = dataclasses.replace(
+        config,
+        delivery=DeliveryConfig(visibility_timeout_s=VISIBILITY_S, max_nack_delay_s=60),
+    )
+    async with running_node(config, transport=transport) as node:
+        await node.wait_ready(5)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            yield Gateway(node, http, fed, transport)
+
+
+async def publish(gw: Gateway, body: bytes | None = None) -> str:
+    async with gw.http.post(
+        f"/v1/contracts/{REFERRAL}/messages?to={ME}",
+        data=body if body is not None else json.dumps(referral()).encode(),
+        headers={**gw.fed.auth("minhealth"), "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 202
+        message_id: str = (await response.json())["message_id"]
+        return message_id
+
+
+async def pull(gw: Gateway, wait: float = 2) -> list[dict[str, Any]]:
+    async with gw.http.get(f"/v1/inbox?wait={wait}", headers=gw.fed.auth(ME)) as response:
+        assert response.status == 200
+        messages: list[dict[str, Any]] = (await response.json())["messages"]
+        return messages
+
+
+async def post(gw: Gateway, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    async with gw.http.post(path, json=body, headers=gw.fed.auth(ME)) as response:
+        return response.status, await response.json()
+
+
+def released(gw: Gateway) -> list[dict[str, Any]]:
+    return [r for r in gw.fed.audit("node-1") if r["event"] == "message.released"]
+
+
+async def test_a_message_given_back_is_handed_out_again(gw: Gateway) -> None:
+    message_id = await publish(gw)
+    [first] = await pull(gw)
+
+    status, body = await post(gw, "/v1/inbox/nack", {"tags": [first["tag"], "nope"]})
+
+    assert (status, body) == (200, {"released": [first["tag"]], "unknown": ["nope"]})
+    [again] = await pull(gw)
+    assert (again["message_id"], again["tag"]) == (message_id, first["tag"])
+    [event] = released(gw)
+    assert (event["reason"], event["handed"]) == ("nack", 1)
+
+
+async def test_a_message_given_back_with_a_delay_waits_for_it(gw: Gateway) -> None:
+    await publish(gw)
+    [first] = await pull(gw)
+
+    await post(gw, "/v1/inbox/nack", {"tags": [first["tag"]], "delay_s": 0.5})
+
+    assert await pull(gw, wait=0.2) == []
+    [again] = await pull(gw, wait=3)
+    assert again["message_id"] == first["message_id"]
+
+
+async def test_an_unacknowledged_message_comes_back_after_the_visibility_timeout(
+    gw: Gateway,
+) -> None:
+    message_id = await publish(gw)
+    [_first] = await pull(gw)  # ... and the consumer crashes
+
+    [again] = await pull(gw, wait=5)
+
+    assert again["message_id"] == message_id
+    [event] = released(gw)
+    assert event["reason"] == "visibility-timeout"
+    _status, body = await post(gw, "/v1/inbox/ack", {"tags": [again["tag"]]})
+    assert body["acknowledged"] == [again["tag"]]
+    assert await pull(gw, wait=VISIBILITY_S * 3) == []  # acknowledged: gone for good
+
+
+async def test_a_late_acknowledgement_still_settles_the_message(gw: Gateway) -> None:
+    await publish(gw)
+    [first] = await pull(gw)
+    await asyncio.sleep(VISIBILITY_S * 3)  # released meanwhile, not yet pulled again
+
+    status, body = await post(gw, "/v1/inbox/ack", {"tags": [first["tag"]]})
+
+    assert (status, body["acknowledged"]) == (200, [first["tag"]])
+    assert await pull(gw, wait=VISIBILITY_S * 2) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tags": ["x"], "delay_s": -1},
+        {"tags": ["x"], "delay_s": 61},
+        {"tags": ["x"], "delay_s": "soon"},
+        {"tags": ["x"], "delay_s": True},
+        {"tags": "x"},
+    ],
+)
+async def test_a_bad_nack_is_a_400_problem(gw: Gateway, body: Any) -> None:
+    status, problem = await post(gw, "/v1/inbox/nack", body)
+    assert status == 400
+    assert problem["type"].startswith("urn:gateway:problem:")
+
+
+async def read_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` events of a server-sent event stream (comments skipped)."""
+    events: list[dict[str, Any]] = []
+    event: dict[str, Any] = {"data": []}
+    async with asyncio.timeout(10):
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if event["data"]:
+                    events.append(event)
+                    if len(events) == count:
+                        return events
+                event = {"data": []}
+            elif line.startswith(":"):
+                continue
+            else:
+                name, _, value = line.partition(": ")
+                if name == "data":
+                    event["data"].append(value)
+                else:
+                    event[name] = value
+    return events
+
+
+async def test_the_stream_sends_each_message_as_an_event_to_acknowledge(gw: Gateway) -> None:
+    pretty = json.dumps(referral(), indent=2).encode()  # line breaks in the signed bytes
+    sent = [await publish(gw), await publish(gw, pretty)]
+
+    async with gw.http.get("/v1/inbox/stream", headers=gw.fed.auth(ME)) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        events = await read_events(response, 2)
+
+    messages = [json.loads("\n".join(e["data"])) for e in events]
+    assert [m["message_id"] for m in messages] == sent
+    assert [e["event"] for e in events] == ["message", "message"]
+    assert [e["id"] for e in events] == [m["tag"] for m in messages]
+    assert messages[1]["payload"] == referral()
+    assert len(events[1]["data"]) > 1  # the pretty payload spans several data lines
+    _status, body = await post(gw, "/v1/inbox/ack", {"tags": [e["id"] for e in events]})
+    assert body["acknowledged"] == [e["id"] for e in events]
+
+
+async def test_what_a_closed_stream_did_not_acknowledge_comes_back(gw: Gateway) -> None:
+    message_id = await publish(gw)
+    async with gw.http.get("/v1/inbox/stream", headers=gw.fed.auth(ME)) as response:
+        [event] = await read_events(response, 1)
+    assert json.loads(event["data"][0])["message_id"] == message_id
+
+    [again] = await pull(gw, wait=5)
+
+    assert again["message_id"] == message_id
+
+
+async def test_the_stream_needs_a_participant(gw: Gateway) -> None:
+    async with gw.http.get("/v1/inbox/stream") as response:
+        assert response.status == 401
