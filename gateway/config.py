@@ -65,6 +65,9 @@ class HttpConfig:
     max_json_depth: int = 32
     max_inbox_batch: int = 100
     max_inbox_wait_s: float = 30.0
+    max_request_wait_s: float = 30.0
+    """Longest a request waits for its reply before answering 202 (the reply then
+    arrives in the requester's inbox)."""
     tls_cert: Path | None = None
     """PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3 only) instead of HTTP."""
     tls_key: Path | None = None
@@ -506,6 +509,7 @@ def _check_limits(config: GatewayConfig) -> None:
         "audit.head_every_records": config.audit.head_every_records,
         "registry.poll_s": config.registry.poll_s,
         "delivery.visibility_timeout_s": config.delivery.visibility_timeout_s,
+        "http.max_request_wait_s": config.http.max_request_wait_s,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN

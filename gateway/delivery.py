@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,11 +32,13 @@ from gateway.config import GatewayConfig
 from gateway.errors import RejectReason, TransportError, VerificationError
 from gateway.receiving import ReceivedMessage, Receiver
 from gateway.replay import SeenStore
+from gateway.replies import Replies
 from gateway.transport import InboundRecord, OutboundRecord, Partition, Publisher, RecordSource
 
 log = structlog.get_logger("gateway.delivery")
 
 _FETCH_WAIT_S = 0.5
+_RECENT = 10_000
 
 
 class State(StrEnum):
@@ -80,11 +82,15 @@ class Inbox:
         audit: AuditLog,
         seen: SeenStore | None = None,
         visibility_timeout_s: float | None = None,
+        replies: Replies | None = None,
     ) -> None:
         """``visibility_timeout_s``: pulled messages not acknowledged within it are handed
         out again (None: never, for push, whose pusher holds each until it is settled)."""
         self.participant = participant
         self._visibility_s = visibility_timeout_s
+        self._replies = replies
+        self._recent: OrderedDict[str, ReceivedMessage] = OrderedDict()
+        """Messages verified lately (bounded), by id: what a reply may answer."""
         self._config = config
         self._source = source
         self._receiver = receiver
@@ -146,6 +152,15 @@ class Inbox:
         slots[record.offset] = delivery
         self._by_tag[tag] = delivery
         self._held[message.message_id] = tag
+        self._remember(message)
+        if self._replies is not None and self._replies.claim(delivery):
+            # A reply a request is waiting for: handed to that call, which acknowledges
+            # it; unacknowledged, it comes back after the visibility timeout.
+            delivery.state = State.HANDED_OUT
+            delivery.handed = 1
+            delivery.due = time.monotonic() + (self._visibility_s or 0)
+            self._audit.record("message.delivered", **self._fields(delivery), mode="reply")
+            return
         self._ready.append(delivery)
         if self._in_flight() >= self._config.delivery.max_in_flight:
             self._room.clear()
@@ -353,6 +368,15 @@ class Inbox:
             # Remembered before the offset commits: a redelivery is then a replay.
             self._seen.mark(self.participant, settled)
         return AckResult(acknowledged, unknown)
+
+    def _remember(self, message: ReceivedMessage) -> None:
+        self._recent[message.message_id] = message
+        if len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+
+    def received(self, message_id: str) -> ReceivedMessage | None:
+        """A message this inbox verified lately (the last 10,000), for a reply to it."""
+        return self._recent.get(message_id)
 
     def holds(self, message_id: str) -> bool:
         """Whether a message with this id waits in this inbox now (not yet acknowledged)."""

@@ -164,6 +164,20 @@ class ContractViolation(ContractError):
         return {"errors": [v.as_dict() for v in self.violations]}
 
 
+class NoResponseContract(ContractError):
+    """A request under a contract that declares no response contract."""
+
+    code = "no-response-contract"
+    title = "The contract declares no response"
+
+
+class UnknownRequest(GatewayError):
+    """A reply to a message the caller did not receive (lately) on this node."""
+
+    code = "unknown-request"
+    title = "No such request to reply to"
+
+
 class RecipientNotAllowed(ContractError):
     code = "recipient-not-allowed"
     title = "Recipient is not a consumer of the contract"

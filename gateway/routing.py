@@ -54,6 +54,8 @@ class PublishRequest:
     ordering_key: str | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
+    message_id: str | None = None
+    """Chosen by the caller (a request waits for replies to it); default: a new one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ class Router:
         self._views = ConsumerViews()
 
     async def publish(self, request: PublishRequest) -> Accepted:
-        message_id = new_message_id()
+        message_id = request.message_id or new_message_id()
         try:
             contract, payload, recipients = self._admit(request)
             records = self._envelopes(message_id, request, contract, payload, recipients)

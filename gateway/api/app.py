@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from gateway.api import audit, contracts, handlers
+from gateway.api import audit, contracts, exchange, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import (
     ADMISSION,
@@ -28,6 +28,7 @@ from gateway.api.keys import (
     PUBLISHER,
     READINESS,
     REGISTRY,
+    REPLIES,
     ROUTER,
     Readiness,
 )
@@ -45,6 +46,7 @@ from gateway.participants.follow import RegistryView
 from gateway.push import Pusher
 from gateway.receiving import Receiver
 from gateway.replay import SeenStore
+from gateway.replies import Replies
 from gateway.routing import Router
 from gateway.transport import Publisher, Transport
 
@@ -85,6 +87,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[CATALOG] = parts.catalog
     app[AUTH] = Authenticator.from_config(config)
     app[KEYS] = parts.keys
+    app[REPLIES] = Replies()
     app[REGISTRY] = parts.registry
     app[READINESS] = Readiness()
     app[INBOXES] = {}
@@ -110,6 +113,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_get("/v1/inbox", handlers.pull_inbox)
     app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
     app.router.add_post("/v1/inbox/nack", handlers.nack_inbox)
+    app.router.add_post("/v1/contracts/{contract}/requests", exchange.send_request)
+    app.router.add_post("/v1/messages/{message_id}/reply", exchange.send_reply)
     app.router.add_get("/v1/inbox/stream", handlers.stream_inbox)
     app.router.add_get("/v1/audit", audit.search_audit)
     app.router.add_get("/healthz", handlers.healthz)
@@ -202,6 +207,7 @@ def _start_inbox(
         audit=parts.audit,
         seen=parts.seen,
         visibility_timeout_s=None if pushed else config.delivery.visibility_timeout_s,
+        replies=app[REPLIES],
     )
     app[INBOXES][participant] = inbox
     readiness = app[READINESS]

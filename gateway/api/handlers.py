@@ -7,6 +7,7 @@ into problem details.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +35,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.jsonparse import parse_json
-from gateway.routing import PublishRequest
+from gateway.routing import Accepted, PublishRequest
 
 _MAX_RECIPIENTS = 64
 _MAX_AUDITED_CONTRACT = 200
@@ -100,19 +101,9 @@ def _recipients(request: web.Request) -> list[str]:
 
 async def publish(request: web.Request) -> web.Response:
     sender = participant_of(request)
-    limiter = request.app[LIMITER]
-    size = request.content_length
-    try:
-        # 1. The rate, before any work on the request (every attempt counts).
-        limiter.admit(sender)
-        body = await _publish_body(request)
-        size = len(body)
-        # 2. The daily quota: checked before the work, counted only once accepted.
-        with limiter.quota(sender, size):
-            accepted = await request.app[ROUTER].publish(_publish_request(request, sender, body))
-    except Throttled as exc:
-        _audit_throttled(request, exc, sender=sender, payload_size=size)
-        raise
+    accepted = await publish_within_limits(
+        request, sender, lambda body: publish_request(request, sender, body)
+    )
     return web.json_response(
         {
             "message_id": accepted.message_id,
@@ -123,23 +114,54 @@ async def publish(request: web.Request) -> web.Response:
     )
 
 
+async def publish_within_limits(
+    request: web.Request, sender: str, build: Callable[[bytes], PublishRequest]
+) -> Accepted:
+    """Read the body and publish what ``build`` makes of it, within the sender's rate and
+    daily quota (a refusal is audited as ``message.throttled``)."""
+    limiter = request.app[LIMITER]
+    size = request.content_length
+    try:
+        # 1. The rate, before any work on the request (every attempt counts).
+        limiter.admit(sender)
+        body = await _publish_body(request)
+        size = len(body)
+        # 2. The daily quota: checked before the work, counted only once accepted.
+        with limiter.quota(sender, size):
+            return await request.app[ROUTER].publish(build(body))
+    except Throttled as exc:
+        _audit_throttled(request, exc, sender=sender, payload_size=size)
+        raise
+
+
 async def _publish_body(request: web.Request) -> bytes:
     require_json(request)
     return await read_body(request, request.app[CONFIG].http.max_body_bytes)
 
 
-def _publish_request(request: web.Request, sender: str, body: bytes) -> PublishRequest:
+def publish_request(
+    request: web.Request,
+    sender: str,
+    body: bytes,
+    *,
+    message_id: str | None = None,
+    contract: str | None = None,
+    to: Sequence[str] | None = None,
+    correlation_id: str | None = None,
+) -> PublishRequest:
+    """What a publish asks for: from the path, query and headers, unless given."""
     traceparent = request.headers.get("traceparent")
     if traceparent is not None and not TRACEPARENT.fullmatch(traceparent):
         raise InvalidParameter("traceparent", "traceparent is not a W3C trace context")
     return PublishRequest(
         sender=sender,
-        contract=request.match_info["contract"],
+        contract=contract or request.match_info["contract"],
         body=body,
-        to=_recipients(request),
+        to=tuple(to) if to is not None else tuple(_recipients(request)),
         ordering_key=_token_header(request, "X-Ordering-Key"),
-        correlation_id=_token_header(request, "X-Correlation-Id"),
+        correlation_id=correlation_id or _token_header(request, "X-Correlation-Id"),
         traceparent=traceparent,
+        message_id=message_id,
     )
 
 
@@ -171,7 +193,7 @@ def _inbox(request: web.Request) -> Inbox:
     return inbox
 
 
-def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+def number_param(request: web.Request, name: str, default: float, low: float, high: float) -> float:
     text = request.query.get(name)
     if text is None:
         return default
@@ -187,15 +209,15 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 async def pull_inbox(request: web.Request) -> web.Response:
     inbox = _inbox(request)
     http = request.app[CONFIG].http
-    max_messages = int(_number(request, "max", 10, 1, http.max_inbox_batch))
-    wait_s = _number(request, "wait", 0, 0, http.max_inbox_wait_s)
+    max_messages = int(number_param(request, "max", 10, 1, http.max_inbox_batch))
+    wait_s = number_param(request, "wait", 0, 0, http.max_inbox_wait_s)
     deliveries = await inbox.pull(max_messages=max_messages, wait_s=wait_s)
     # Payloads are spliced in as the exact bytes that were signed, not re-encoded.
-    items = b",".join(_delivery_json(d) for d in deliveries)
+    items = b",".join(delivery_json(d) for d in deliveries)
     return web.Response(body=b'{"messages":[' + items + b"]}", content_type="application/json")
 
 
-def _delivery_json(delivery: Delivery) -> bytes:
+def delivery_json(delivery: Delivery) -> bytes:
     m = delivery.message
     meta = {
         "tag": delivery.tag,
@@ -271,7 +293,7 @@ async def stream_inbox(request: web.Request) -> web.StreamResponse:
 
 def _event(delivery: Delivery) -> bytes:
     """One server-sent event; a payload sent with line breaks spans several data lines."""
-    lines = _delivery_json(delivery).split(b"\n")
+    lines = delivery_json(delivery).split(b"\n")
     data = b"".join(b"data: " + line.rstrip(b"\r") + b"\n" for line in lines)
     return b"event: message\nid: " + delivery.tag.encode() + b"\n" + data + b"\n"
 

@@ -16,6 +16,7 @@ from gateway.delivery import Inbox
 from gateway.limits import Limiter
 from gateway.participants.admission import Admission
 from gateway.participants.follow import RegistryView
+from gateway.replies import Replies
 from gateway.routing import Router
 from gateway.transport import Publisher
 
@@ -39,6 +40,8 @@ REGISTRY: web.AppKey[RegistryView | None] = web.AppKey("registry")
 """The node's view of the signed registry; None without one."""
 KEYS = web.AppKey("keys", KeyStore)
 """Every key the node holds: hosted participants' private keys, everyone's public ones."""
+REPLIES = web.AppKey("replies", Replies)
+"""Requests waiting on this node for their reply."""
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher")
 """The node's producer (acks=all), for what is not a message: registry records."""
 INBOXES = web.AppKey("inboxes", dict[str, Inbox])

@@ -41,6 +41,18 @@ _MESSAGE = {
     },
 }
 
+_EXCHANGE = {
+    "type": "object",
+    "required": ["message_id", "contract", "recipients", "correlation_id", "reply"],
+    "properties": {
+        "message_id": {"type": "string"},
+        "contract": {"type": "string"},
+        "recipients": {"type": "array", "items": {"type": "string"}},
+        "correlation_id": {"type": "string", "description": "The request's message id."},
+        "reply": {"oneOf": [_MESSAGE, {"type": "null"}]},
+    },
+}
+
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
 _SUMMARY: dict[str, Any] = {
@@ -244,6 +256,80 @@ _PATHS: dict[str, Any] = {
                                 "message_id": {"type": "string"},
                                 "contract": {"type": "string"},
                                 "recipients": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    ),
+                },
+                **_problems(400, 401, 403, 404, 413, 415, 422, 503),
+                "429": {"$ref": "#/components/responses/Throttled"},
+            },
+        }
+    },
+    "/v1/contracts/{contract}/requests": {
+        "post": {
+            "operationId": "sendRequest",
+            "summary": "Send a request to one recipient and wait for its reply",
+            "description": (
+                "For a contract that declares a `response` contract. The request is published "
+                "like a message (same checks, limits and 202 guarantee) to the one recipient in "
+                "`to`, then the call waits up to `wait` seconds (default 10, at most "
+                "`http.max_request_wait_s`) for the reply: 200 with the reply, acknowledged; "
+                "or 202 with `reply: null`, and the reply arrives in the caller's inbox later, "
+                "its `correlation_id` being the request's message id."
+            ),
+            "parameters": [
+                _CONTRACT_PARAM,
+                {
+                    "name": "to",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The one recipient.",
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "number", "minimum": 0},
+                },
+            ],
+            "requestBody": {"required": True, **_json({"description": "The request payload."})},
+            "responses": {
+                "200": {"description": "The reply came in time.", **_json(_EXCHANGE)},
+                "202": {
+                    "description": "Sent; no reply within the wait (it will reach the inbox).",
+                    **_json(_EXCHANGE),
+                },
+                **_problems(400, 401, 403, 404, 413, 415, 422, 503),
+                "429": {"$ref": "#/components/responses/Throttled"},
+            },
+        }
+    },
+    "/v1/messages/{message_id}/reply": {
+        "post": {
+            "operationId": "sendReply",
+            "summary": "Reply to a request the caller received",
+            "description": (
+                "The body is the reply payload under the response contract the request's "
+                "contract declares; it goes to the request's sender with the request's message "
+                "id as correlation id. 404 when the caller received no such message lately."
+            ),
+            "parameters": [
+                {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "requestBody": {"required": True, **_json({"description": "The reply payload."})},
+            "responses": {
+                "202": {
+                    "description": "The reply is durable in Kafka.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["message_id", "contract", "recipients", "correlation_id"],
+                            "properties": {
+                                "message_id": {"type": "string"},
+                                "contract": {"type": "string"},
+                                "recipients": {"type": "array", "items": {"type": "string"}},
+                                "correlation_id": {"type": "string"},
                             },
                         }
                     ),

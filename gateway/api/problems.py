@@ -32,6 +32,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.ContractError: 422,
     errors.UnknownContract: 404,
+    errors.UnknownRequest: 404,
     errors.NoAuditLog: 404,
     errors.VersionExists: 409,
     errors.PushDelivery: 409,

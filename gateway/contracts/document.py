@@ -67,6 +67,7 @@ def parse_contract(data: Any) -> ContractVersion:
         consumer_fields=fields,
         classification=Classification(data["classification"]),
         retention=data.get("retention"),
+        response=data.get("response"),
         compatibility=Mode(data.get("compatibility", "backward")),
         compatibility_policy=Policy(data.get("compatibility_policy", "strict")),
         schema=schema,

@@ -67,6 +67,8 @@ class ContractVersion:
     classification: Classification
     retention: str | None = None
     """ISO 8601 duration recipients may keep the data for."""
+    response: str | None = None
+    """Request/response: the contract id a recipient answers messages of this one with."""
     compatibility: Mode = Mode.BACKWARD
     compatibility_policy: Policy = Policy.STRICT
     schema: Mapping[str, Any] | bool

@@ -194,3 +194,80 @@ async def test_a_consuming_node_killed_mid_stream_loses_nothing(
     assert killed_at < total  # it was killed while messages still flowed
     assert set(endpoint.taken) == set(accepted)  # none lost, nothing else
     print(f"\nkilled after {killed_at} taken; {endpoint.calls} calls for {total} messages")
+
+
+async def test_a_request_across_two_nodes_gets_its_reply_or_times_out(
+    bootstrap: str, fed: Federation
+) -> None:
+    """minhealth asks on node-a; socialtreasury answers on node-b, over the broker."""
+    for document in (
+        lookup_contract(LOOKUP, "minhealth", ME, response=RESULT),
+        lookup_contract(RESULT, ME, "minhealth"),
+    ):
+        folder = fed.root / "contracts" / document["id"]
+        folder.mkdir()
+        (folder / "1.0.0.yaml").write_text(yaml.safe_dump(document))
+    async with (
+        node(fed, bootstrap, ("minhealth",), "node-a") as a,
+        node(fed, bootstrap, (ME,), "node-b") as b,
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def ask(wait: float) -> tuple[int, dict[str, Any]]:
+            async with http.post(
+                f"{a.url}/v1/contracts/{LOOKUP}/requests?to={ME}&wait={wait}",
+                json={"citizen": "P0000012345"},
+                headers=fed.auth("minhealth"),
+            ) as response:
+                return response.status, await response.json()
+
+        async def answer(eligible: bool) -> str:
+            async with http.get(f"{b.url}/v1/inbox?wait=10", headers=fed.auth(ME)) as response:
+                [request] = (await response.json())["messages"]
+            async with http.post(
+                f"{b.url}/v1/messages/{request['message_id']}/reply",
+                json={"citizen": "P0000012345", "eligible": eligible},
+                headers=fed.auth(ME),
+            ) as response:
+                assert response.status == 202
+            message_id: str = request["message_id"]
+            return message_id
+
+        # Within the wait: 200 with the reply.
+        asking = asyncio.create_task(ask(wait=20))
+        answered = await answer(eligible=True)
+        status, body = await asking
+        assert status == 200
+        assert body["correlation_id"] == answered
+        assert body["reply"]["payload"]["eligible"] is True
+
+        # Not within the wait: 202, and the reply reaches the inbox afterwards.
+        status, body = await ask(wait=0.5)
+        assert (status, body["reply"]) == (202, None)
+        await answer(eligible=False)
+        async with http.get(f"{a.url}/v1/inbox?wait=10", headers=fed.auth("minhealth")) as got:
+            [late] = (await got.json())["messages"]
+        assert (late["contract"], late["correlation_id"]) == (RESULT, body["correlation_id"])
+
+
+LOOKUP = "demo.eligibility-lookup"
+RESULT = "demo.eligibility-result"
+
+
+def lookup_contract(contract_id: str, producer: str, consumer: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": contract_id,
+        "version": "1.0.0",
+        "title": contract_id,
+        "owner": producer,
+        "classification": "internal",
+        "producers": [producer],
+        "consumers": [consumer],
+        "schema": {
+            "type": "object",
+            "required": ["citizen"],
+            "properties": {"citizen": {"type": "string"}, "eligible": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+        **extra,
+    }
