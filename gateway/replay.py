@@ -79,6 +79,7 @@ PRUNE_MAX_ROWS = 5000
 
 _LAYOUT = Layout(
     what="replay store",
+    table="settled",
     schema=(
         "CREATE TABLE settled ("
         " participant TEXT NOT NULL,"

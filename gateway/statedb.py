@@ -26,6 +26,7 @@ its oldest entries early, logged as the layout's ``truncated`` event.
 
     >>> layout = Layout(
     ...     what="example store",
+    ...     table="t",
     ...     schema=("CREATE TABLE t (owner TEXT, item TEXT, at REAL)",),
     ...     count="SELECT owner, COUNT(*) FROM t GROUP BY owner",
     ...     expire_all="DELETE FROM t WHERE owner = ? AND at < ?",
@@ -67,6 +68,8 @@ class Layout:
 
     what: str
     """How errors name the store, e.g. ``replay store``."""
+    table: str
+    """The store's table: a file at this schema version without it is another store."""
     schema: Sequence[str]
     """Statements creating the tables and indexes of an empty file."""
     count: str
@@ -275,7 +278,10 @@ def _open_file(path: Path, layout: Layout) -> sqlite3.Connection:
 
 def _ensure_schema(db: sqlite3.Connection, layout: Layout, where: str) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version == layout.version:
+    ours = db.execute(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (layout.table,)
+    ).fetchone()[0]
+    if version == layout.version and ours:
         return
     tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
     if version != 0 or tables:
