@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway import idempotency
+from gateway.api.openapi import openapi_document
 from gateway.errors import ConfigError, IdempotencyKeyInUse, IdempotencyKeyReused, InvalidParameter
 from gateway.idempotency import IdempotencyStore, fingerprint, parse_key
 from gateway.replay import SeenStore
@@ -66,45 +68,55 @@ def original(store: IdempotencyStore, sender: str, key: str, fp: str = "f1") -> 
 # -- the header ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "key"),
-    [
-        (KEY, KEY),
-        (f'"{KEY}"', KEY),  # the draft's form: an RFC 8941 string
-        ('"clkyoesmbgybucifusbbtdsbohtyuuwz"', "clkyoesmbgybucifusbbtdsbohtyuuwz"),
-        (r'"a\"b\\c"', 'a"b\\c'),  # escapes are undone
-        ('a"b\\c', 'a"b\\c'),  # the same key, bare
-        ("x", "x"),
-        ("k" * 255, "k" * 255),
-        ("~!#$%&'()*+,-./:;<=>?@[]^_`{|}", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"),
-    ],
-)
+VALID = [
+    (KEY, KEY),
+    (f'"{KEY}"', KEY),  # the draft's form: an RFC 8941 string
+    ('"clkyoesmbgybucifusbbtdsbohtyuuwz"', "clkyoesmbgybucifusbbtdsbohtyuuwz"),
+    (r'"a\"b\\c"', 'a"b\\c'),  # escapes are undone
+    ('a"b\\c', 'a"b\\c'),  # the same key, bare
+    ("x", "x"),
+    ("k" * 255, "k" * 255),
+    (f'"{"k" * 255}"', "k" * 255),
+    ("~!#$%&'()*+,-./:;<=>?@[]^_`{|}", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"),
+]
+INVALID = [
+    "",
+    '""',
+    "k" * 256,
+    f'"{"k" * 256}"',
+    "two words",
+    '"two words"',  # a valid RFC 8941 string, but not visible ASCII
+    "tab\there",
+    "caf\u00e9",
+    "nul\x00",
+    "line\n",
+    '"unterminated',
+    '"a"b"',
+    r'"bad \escape"',
+    '"a", "b"',  # a list, not one key
+]
+
+
+@pytest.mark.parametrize(("value", "key"), VALID)
 def test_keys_are_visible_ascii_bare_or_quoted(value: str, key: str) -> None:
     assert parse_key(value) == key
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "",
-        '""',
-        "k" * 256,
-        f'"{"k" * 256}"',
-        "two words",
-        '"two words"',  # a valid RFC 8941 string, but not visible ASCII
-        "tab\there",
-        "caf\u00e9",
-        "nul\x00",
-        '"unterminated',
-        '"a"b"',
-        r'"bad \escape"',
-        '"a", "b"',  # a list, not one key
-    ],
-)
+@pytest.mark.parametrize("value", INVALID)
 def test_other_keys_are_invalid_parameters(value: str) -> None:
     with pytest.raises(InvalidParameter) as info:
         parse_key(value)
     assert info.value.parameter == "Idempotency-Key"
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"), [(v, True) for v, _ in VALID] + [(v, False) for v in INVALID]
+)
+def test_the_openapi_pattern_says_the_same(value: str, valid: bool) -> None:
+    operation = openapi_document()["paths"]["/v1/contracts/{contract}/messages"]["post"]
+    [parameter] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    # Anchored both ends; fullmatch, as ECMA-262's $ does not match before a final newline.
+    assert (re.fullmatch(parameter["schema"]["pattern"], value) is not None) == valid
 
 
 # -- the fingerprint -------------------------------------------------------------
