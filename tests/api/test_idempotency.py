@@ -4,21 +4,27 @@ answer and sends nothing; the key's misuse is a problem, and a refusal stores no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jsonschema
 import pytest
 import yaml
 from multidict import CIMultiDict
 
 from gateway.api.openapi import openapi_document
+from gateway.config import Limits
+from gateway.node import running_node
 from gateway.transport import OutboundRecord
 from tests.api.conftest import Gateway
-from tests.fakes import MemoryPublisher
-from tests.support import CONTRACTS, REFERRAL, referral
+from tests.clocks import FakeClock
+from tests.fakes import MemoryPublisher, MemoryTransport
+from tests.support import CONTRACTS, REFERRAL, Federation, referral
 
 PUBLISH = f"/v1/contracts/{REFERRAL}/messages"
 KEY = "8e03978e-40d5-43e8-bc93-6894a57f9324"
@@ -280,3 +286,24 @@ async def test_the_openapi_document_describes_idempotent_publish(gateway: Gatewa
     jsonschema.validate(replayed.headers["Idempotent-Replayed"], header)
     in_use = openapi_document()["components"]["responses"]["IdempotencyKeyInUse"]
     assert in_use["headers"]["Retry-After"]["required"] is True
+
+
+async def test_a_retry_counts_against_the_rate_but_not_the_quota(tmp_path: Path) -> None:
+    fed = Federation.create(tmp_path)
+    config = fed.config(("minhealth", "socialtreasury", "acme-analytics"), bootstrap="memory")
+    size = len(json.dumps(referral(1)).encode())
+    limits = Limits(messages_per_s=1, burst=3, bytes_per_day=size)  # one referral a day
+    config = dataclasses.replace(config, default_limits=limits)
+    transport = MemoryTransport()
+    async with (
+        running_node(config, transport=transport, clock=FakeClock()) as node,
+        aiohttp.ClientSession(base_url=node.url) as http,
+    ):
+        gw = Gateway(node, http, fed, transport)
+        first = await post(gw, referral(1))
+        retry = await post(gw, referral(1))
+        assert (first.status, retry.status) == (202, 202)
+        assert retry.headers["Idempotent-Replayed"] == "true"  # no quota left, none needed
+        assert_problem(await post(gw, referral(2), key="another"), 429, "quota-exceeded")
+        assert_problem(await post(gw, referral(1)), 429, "rate-limited")  # the 4th attempt
+        assert len(inbox(gw, "socialtreasury")) == 1
