@@ -68,7 +68,8 @@ class HttpConfig:
     """How long a successful publish's ``Idempotency-Key`` is remembered: a retry with the
     same key and request within it gets the original answer instead of a second message."""
     idempotency_max_entries: int = 1_000_000
-    """Idempotency keys remembered per sender within the window, at most (oldest go first)."""
+    """Idempotency keys remembered per sender within the window, at most (oldest go first);
+    about 335 bytes each on disk with UUID keys (see gateway/idempotency.py)."""
     tls_cert: Path | None = None
     """PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3 only) instead of HTTP."""
     tls_key: Path | None = None

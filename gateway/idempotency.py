@@ -4,9 +4,9 @@ Follows draft-ietf-httpapi-idempotency-key-header: the client sends a unique
 key with a publish; the node remembers the key with a fingerprint of the
 request and the result. A retry with the same key and fingerprint is answered
 with the stored result (the same message id) and sends nothing; the same key
-with another fingerprint is refused (422 ``idempotency-key-reused``); a retry
-while the first request is still being processed is refused as a conflict
-(409 ``idempotency-key-in-use``, ``Retry-After: 1``).
+with another fingerprint is refused (422 ``idempotency-key-reused``); a
+request with the key while the first one is still being processed is refused
+as a conflict (409 ``idempotency-key-in-use``, ``Retry-After: 1``).
 
 Keys belong to the authenticated sender: entries are keyed by ``(sender,
 key)``, so two participants may pick the same key and none can reach
@@ -30,21 +30,29 @@ they live in memory.
 
 What this cannot promise, honestly:
 
-- A crash between Kafka's acknowledgement and the store's commit (a few
-  SQLite statements with no ``await`` in between), or a power loss before the
-  WAL reached the disk (``synchronous=NORMAL``), leaves the message in Kafka
-  and its key forgotten: a retry with the key sends it again, under a new
-  message id. The audit log shows both (two ``message.accepted`` records with
-  one ``payload_sha256``).
-- A 503 stores nothing, yet the broker may have taken some records before the
-  publish timed out; a retry then sends them again.
+- A crash after Kafka's acknowledgement and before the store's commit (the
+  router's audit record and a few SQLite statements, no ``await`` in
+  between), or a power loss before the WAL reached the disk
+  (``synchronous=NORMAL``), leaves the message in Kafka and its key
+  forgotten: a retry with the key sends it again, under a new message id.
+  The audit log shows both (two ``message.accepted`` records with one
+  ``payload_sha256``).
+- A 503, or a publish cut off by the node's shutdown while it waited for
+  Kafka, stores nothing, yet the broker may have taken some records; a retry
+  then sends them again.
 - A 202 whose entry could not be written (a full disk) stands; the failure is
   logged as ``idempotency.not_stored`` and the key is not remembered.
 - Requests in flight are known to this process only, and nodes do not share
   their stores: a retry that reaches another node hosting the same sender is
   not recognised.
 
-Calls are short and synchronous, for one asyncio event-loop thread.
+Calls are short and synchronous, for one asyncio event-loop thread. Measured
+on the development machine (2-vCPU VM shared with other work, Python 3.11,
+SQLite 3.40, a file store of 100,000 UUID keys): a claim and complete of a new
+key 0.2 ms (a publish itself takes milliseconds), a claim answered from the
+store 30 µs, opening the file 32 ms. The file holds about 335 bytes per key
+(UUID keys; about 600 with 255-character keys), so the default bound of
+1,000,000 keys per sender is some 335 MB per sender (600 MB at the most).
 
     >>> now = [1000.0]
     >>> store = IdempotencyStore(None, window_s=60, max_entries=10, clock=lambda: now[0])
