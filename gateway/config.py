@@ -68,6 +68,12 @@ class HttpConfig:
     max_request_wait_s: float = 30.0
     """Longest a request waits for its reply before answering 202 (the reply then
     arrives in the requester's inbox)."""
+    idempotency_window_s: float = 86_400.0
+    """How long a successful publish's ``Idempotency-Key`` is remembered: a retry with the
+    same key and request within it gets the original answer instead of a second message."""
+    idempotency_max_entries: int = 1_000_000
+    """Idempotency keys remembered per sender within the window, at most (oldest go first);
+    about 335 bytes each on disk with UUID keys (see gateway/idempotency.py)."""
     tls_cert: Path | None = None
     """PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3 only) instead of HTTP."""
     tls_key: Path | None = None
@@ -498,6 +504,8 @@ def _check_limits(config: GatewayConfig) -> None:
         "http.max_body_bytes": config.http.max_body_bytes,
         "http.max_json_depth": config.http.max_json_depth,
         "http.max_inbox_batch": config.http.max_inbox_batch,
+        "http.idempotency_window_s": config.http.idempotency_window_s,
+        "http.idempotency_max_entries": config.http.idempotency_max_entries,
         "kafka.publish_timeout_s": config.kafka.publish_timeout_s,
         "kafka.topic_partitions": config.kafka.topic_partitions,
         "delivery.max_in_flight": config.delivery.max_in_flight,
@@ -514,6 +522,8 @@ def _check_limits(config: GatewayConfig) -> None:
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN
             raise ConfigError(f"{key}: must be greater than zero")
+    if not math.isfinite(config.http.idempotency_window_s):
+        raise ConfigError("http.idempotency_window_s: must be a finite number of seconds")
     not_negative = {
         "delivery.max_clock_skew_s": config.delivery.max_clock_skew_s,
         "crypto.cek_reuse_s": config.crypto.cek_reuse_s,

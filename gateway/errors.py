@@ -72,6 +72,13 @@ class InvalidParameter(InputError):
         return {"parameter": self.parameter}
 
 
+class IdempotencyKeyReused(InputError):
+    """The sender already used this ``Idempotency-Key`` for a different request."""
+
+    code = "idempotency-key-reused"
+    title = "Idempotency key already used for a different request"
+
+
 class ContractError(GatewayError):
     """The payload or the contract it names does not fit the rules."""
 
@@ -227,6 +234,15 @@ class QuotaExceeded(Throttled):
     code = "quota-exceeded"
     title = "Daily quota exceeded"
     reason = "quota"
+
+
+class IdempotencyKeyInUse(GatewayError):
+    """A request with the same ``Idempotency-Key`` is still in progress; retry shortly."""
+
+    code = "idempotency-key-in-use"
+    title = "A request with this idempotency key is in progress"
+
+    retry_after_s: int = 1
 
 
 class NoAuditLog(GatewayError):

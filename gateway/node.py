@@ -30,6 +30,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog, load_catalog
 from gateway.crypto.keys import KeyStore, passphrase
 from gateway.errors import ConfigError, GatewayError
+from gateway.idempotency import IdempotencyStore
 from gateway.limits import Clock
 from gateway.participants.admission import OPEN
 from gateway.participants.contract_records import ContractIntake
@@ -200,6 +201,12 @@ async def _serving(
             max_entries=config.delivery.replay_max_entries,
         )
         stack.callback(seen.close)
+        idempotency = IdempotencyStore(
+            config.state_dir / "idempotency.sqlite3" if config.state_dir else None,
+            window_s=config.http.idempotency_window_s,
+            max_entries=config.http.idempotency_max_entries,
+        )
+        stack.callback(idempotency.close)
         parts = NodeParts(
             config=config,
             catalog=catalog,
@@ -207,6 +214,7 @@ async def _serving(
             audit=audit,
             transport=transport,
             seen=seen,
+            idempotency=idempotency,
             clock=clock,
             admission=view if view is not None else OPEN,
             registry=view,

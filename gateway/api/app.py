@@ -22,6 +22,7 @@ from gateway.api.keys import (
     AUTH,
     CATALOG,
     CONFIG,
+    IDEMPOTENCY,
     INBOXES,
     KEYS,
     LIMITER,
@@ -40,6 +41,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
+from gateway.idempotency import IdempotencyStore
 from gateway.limits import Clock, Limiter
 from gateway.participants.admission import OPEN, Admission
 from gateway.participants.follow import RegistryView
@@ -66,6 +68,8 @@ class NodeParts:
     transport: Transport
     seen: SeenStore
     """Message ids each hosted participant acknowledged (replay defence)."""
+    idempotency: IdempotencyStore
+    """Publish results by sender and Idempotency-Key (a retry gets the original answer)."""
     clock: Clock | None = None
     """The clocks publish limits run on; None: the system's (tests pass a fake)."""
     admission: Admission = OPEN
@@ -94,6 +98,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[AUDIT] = parts.audit
     app[ADMISSION] = parts.admission
     app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
+    app[IDEMPOTENCY] = parts.idempotency
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
     return app

@@ -19,21 +19,26 @@ from gateway.api.keys import (
     AUTH,
     CALLER,
     CONFIG,
+    IDEMPOTENCY,
     INBOXES,
     LIMITER,
     READINESS,
     ROUTER,
 )
+from gateway.audit import digest
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
 from gateway.delivery import Delivery, Inbox
 from gateway.errors import (
     Forbidden,
+    GatewayError,
+    IdempotencyKeyReused,
     InvalidParameter,
     PayloadTooLarge,
     PushDelivery,
     Throttled,
     UnsupportedMediaType,
 )
+from gateway.idempotency import HEADER, REPLAYED, fingerprint, parse_key
 from gateway.jsonparse import parse_json
 from gateway.routing import Accepted, PublishRequest
 
@@ -101,10 +106,47 @@ def _recipients(request: web.Request) -> list[str]:
 
 async def publish(request: web.Request) -> web.Response:
     sender = participant_of(request)
-    accepted = await publish_within_limits(
-        request, sender, lambda body: publish_request(request, sender, body)
-    )
-    return web.json_response(
+    limiter = request.app[LIMITER]
+    size = request.content_length
+    try:
+        # 1. The rate, before any work on the request (every attempt counts, a retry too).
+        limiter.admit(sender)
+        body = await _publish_body(request)
+        size = len(body)
+        message = publish_request(request, sender, body)
+        key = _idempotency_key(request)
+        if key is not None:
+            return await _publish_once(request, message, key)
+        return _accepted(await _send(request, message))
+    except Throttled as exc:
+        _audit_throttled(request, exc, sender=sender, payload_size=size)
+        raise
+
+
+async def _send(request: web.Request, message: PublishRequest) -> Accepted:
+    # 2. The daily quota: checked before the work, counted only once accepted.
+    with request.app[LIMITER].quota(message.sender, len(message.body)):
+        return await request.app[ROUTER].publish(message)
+
+
+async def _publish_once(request: web.Request, message: PublishRequest, key: str) -> web.Response:
+    """Publish unless this sender's key already stands for this request's success
+    (then answer with that, sending nothing); stored once Kafka acknowledged."""
+    try:
+        with request.app[IDEMPOTENCY].claim(message.sender, key, fingerprint(message)) as claim:
+            if claim.original is not None:
+                _audit_deduplicated(request, message, claim.original)
+                return _accepted(claim.original, replayed=True)
+            accepted = await _send(request, message)
+            claim.complete(accepted)
+    except IdempotencyKeyReused as exc:
+        _audit_reused(request, message, exc)
+        raise
+    return _accepted(accepted)
+
+
+def _accepted(accepted: Accepted, *, replayed: bool = False) -> web.Response:
+    response = web.json_response(
         {
             "message_id": accepted.message_id,
             "contract": accepted.contract,
@@ -112,6 +154,9 @@ async def publish(request: web.Request) -> web.Response:
         },
         status=202,
     )
+    if replayed:
+        response.headers[REPLAYED] = "true"
+    return response
 
 
 async def publish_within_limits(
@@ -126,9 +171,7 @@ async def publish_within_limits(
         limiter.admit(sender)
         body = await _publish_body(request)
         size = len(body)
-        # 2. The daily quota: checked before the work, counted only once accepted.
-        with limiter.quota(sender, size):
-            return await request.app[ROUTER].publish(build(body))
+        return await _send(request, build(body))
     except Throttled as exc:
         _audit_throttled(request, exc, sender=sender, payload_size=size)
         raise
@@ -162,6 +205,38 @@ def publish_request(
         correlation_id=correlation_id or _token_header(request, "X-Correlation-Id"),
         traceparent=traceparent,
         message_id=message_id,
+    )
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    values = request.headers.getall(HEADER, [])
+    if len(values) > 1:
+        raise InvalidParameter(HEADER, f"send one {HEADER} field, not {len(values)}")
+    return parse_key(values[0]) if values else None
+
+
+def _audit_deduplicated(request: web.Request, message: PublishRequest, original: Accepted) -> None:
+    """Record a retry answered from the store: the original message; never the payload."""
+    request.app[AUDIT].record(
+        "message.deduplicated",
+        message_id=original.message_id,
+        contract=original.contract,
+        sender=message.sender,
+        recipients=list(original.recipients),
+        payload_sha256=digest(message.body),
+        payload_size=len(message.body),
+    )
+
+
+def _audit_reused(request: web.Request, message: PublishRequest, exc: GatewayError) -> None:
+    """Record a publish refused for reusing a key like a refusal by the router."""
+    request.app[AUDIT].record(
+        "message.rejected",
+        contract=message.contract[:_MAX_AUDITED_CONTRACT],
+        sender=message.sender,
+        reason=exc.code,
+        payload_sha256=digest(message.body),
+        payload_size=len(message.body),
     )
 
 

@@ -13,6 +13,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
+from gateway.idempotency import IdempotencyStore
 from gateway.limits import Limiter
 from gateway.participants.admission import Admission
 from gateway.participants.follow import RegistryView
@@ -48,6 +49,8 @@ INBOXES = web.AppKey("inboxes", dict[str, Inbox])
 READINESS = web.AppKey("readiness", Readiness)
 AUDIT = web.AppKey("audit", AuditLog)
 LIMITER = web.AppKey("limiter", Limiter)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+"""Publish results by sender and Idempotency-Key, within the window."""
 
 CALLER: ContextVar[Principal | None] = ContextVar("gateway_caller", default=None)
 """The request's authenticated caller, for the audit record of a refusal.

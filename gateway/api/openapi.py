@@ -191,6 +191,20 @@ _AUDIT_PAGE = {
 }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 visible ASCII characters, unique per publish (e.g. a UUID), as an "
+    'RFC 8941 string (`"..."`, as the draft specifies) or bare; a quoted key and the same key '
+    "bare are one key. One field per request.",
+    "schema": {
+        "type": "string",
+        "pattern": r'^(?:[!#-~][!-~]{0,254}|"(?:[!#-\[\]-~]|\\["\\]){1,255}")$',
+    },
+}
+
+
 def _query_param(
     name: str, description: str, schema: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -212,7 +226,16 @@ _PATHS: dict[str, Any] = {
                 "Validates the body against the contract, signs it as the caller, encrypts it "
                 "to each recipient and answers 202 only after the broker acknowledged every "
                 "recipient's record. A caller over its publish rate or daily quota of payload "
-                "bytes (`limits` in the node's config) is answered 429 with Retry-After."
+                "bytes (`limits` in the node's config) is answered 429 with Retry-After.\n\n"
+                "With an `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header), a retry "
+                "of a publish that succeeded gets the original 202 answer, with the same "
+                "message id and `Idempotent-Replayed: true`, and sends nothing, for "
+                "`http.idempotency_window_s` (a day by default) after the success, across node "
+                "restarts. The key belongs to the caller; it stands for the contract as given in "
+                "the path, the body's bytes, `to`, `X-Ordering-Key` and `X-Correlation-Id` "
+                "(not `traceparent`). A refused publish stores nothing: fix it and retry with "
+                "the same key. A 503 is no proof that nothing was sent, and a retry that reaches "
+                "another node is not recognised."
             ),
             "parameters": [
                 _CONTRACT_PARAM,
@@ -243,11 +266,19 @@ _PATHS: dict[str, Any] = {
                     "required": False,
                     "schema": {"type": "string"},
                 },
+                _IDEMPOTENCY_KEY,
             ],
             "requestBody": {"required": True, **_json({"description": "The payload."})},
             "responses": {
                 "202": {
                     "description": "Durable in Kafka for every recipient.",
+                    "headers": {
+                        "Idempotent-Replayed": {
+                            "description": "`true` when this is the stored answer to an "
+                            "earlier request with the same Idempotency-Key; nothing was sent.",
+                            "schema": {"type": "string", "enum": ["true"]},
+                        }
+                    },
                     **_json(
                         {
                             "type": "object",
@@ -260,7 +291,15 @@ _PATHS: dict[str, Any] = {
                         }
                     ),
                 },
-                **_problems(400, 401, 403, 404, 413, 415, 422, 503),
+                **_problems(400, 401, 403, 404, 413, 415, 503),
+                "409": {"$ref": "#/components/responses/IdempotencyKeyInUse"},
+                "422": {
+                    **_PROBLEM,
+                    "description": "The payload breaks the contract (contract-violation), a "
+                    "recipient is not allowed (recipient-not-allowed, unknown-recipient), or the "
+                    "Idempotency-Key stands for a different request of the caller "
+                    "(idempotency-key-reused: send a new key). Nothing was sent.",
+                },
                 "429": {"$ref": "#/components/responses/Throttled"},
             },
         }
@@ -697,6 +736,19 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details.",
+                    "content": _PROBLEM_CONTENT,
+                },
+                "IdempotencyKeyInUse": {
+                    "description": "A request with the same Idempotency-Key is still in "
+                    "progress (type urn:gateway:problem:idempotency-key-in-use); retry after "
+                    "Retry-After to get its answer.",
+                    "headers": {
+                        "Retry-After": {
+                            "description": "Whole seconds until a retry may succeed.",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    },
                     "content": _PROBLEM_CONTENT,
                 },
                 "Throttled": {

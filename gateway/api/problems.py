@@ -28,6 +28,8 @@ TYPE_PREFIX = "urn:gateway:problem:"
 
 _STATUS: dict[type[errors.GatewayError], int] = {
     errors.InputError: 400,
+    errors.IdempotencyKeyReused: 422,
+    errors.IdempotencyKeyInUse: 409,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.ContractError: 422,
@@ -44,6 +46,9 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.TransportError: 503,
     errors.GatewayError: 500,
 }
+
+_RETRIABLE = errors.TransportError | errors.Throttled | errors.IdempotencyKeyInUse
+"""Errors whose answer carries ``Retry-After`` (their ``retry_after_s``)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,7 +86,7 @@ async def _problems_of(request: web.Request, handler: Handler) -> web.StreamResp
     except errors.GatewayError as exc:
         status = status_of(exc)
         response = problem(status, exc.code, exc.title, exc.detail, **exc.extensions())
-        if isinstance(exc, errors.TransportError | errors.Throttled):
+        if isinstance(exc, _RETRIABLE):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, errors.Unauthenticated):
             response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'

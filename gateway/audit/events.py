@@ -42,6 +42,12 @@ EVENTS: dict[str, Event] = {
         "nothing was sent",
         ("sender", "contract", "reason", "retry_after_s", "payload_size"),
     ),
+    "message.deduplicated": Event(
+        "deduplicated",
+        "a publish retried with the same Idempotency-Key was answered with the original "
+        "message id; nothing was sent again",
+        (*_MESSAGE, "recipients"),
+    ),
     "message.delivered": Event(
         "delivered", "a verified message was handed to its recipient", (*_RECEIVED, "mode")
     ),

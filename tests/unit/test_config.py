@@ -270,6 +270,8 @@ def test_malformed_token_digest(tmp_path: Path, digest: str) -> None:
         "http.max_body_bytes",
         "http.max_json_depth",
         "http.max_inbox_batch",
+        "http.idempotency_window_s",
+        "http.idempotency_max_entries",
         "kafka.publish_timeout_s",
         "kafka.topic_partitions",
         "delivery.max_in_flight",
@@ -296,6 +298,16 @@ def test_negative_bounds_are_refused_and_zero_is_allowed(tmp_path: Path, key: st
     zero = write_config(tmp_path, f"{section}:\n  {name}: 0\n")
     loaded = load_config(zero, environ={})
     assert getattr(getattr(loaded, section), name) == 0
+
+
+def test_the_idempotency_window_must_be_finite(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http:\n  idempotency_window_s: .inf\n")
+    assert config_error(path) == "http.idempotency_window_s: must be a finite number of seconds"
+
+
+def test_the_idempotency_bounds_default_to_a_day_and_a_million_keys() -> None:
+    http = load_config(None, environ={}).http
+    assert (http.idempotency_window_s, http.idempotency_max_entries) == (86_400.0, 1_000_000)
 
 
 def test_nan_limit_is_refused(tmp_path: Path) -> None:

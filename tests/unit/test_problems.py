@@ -43,6 +43,8 @@ def body_of(response: web.Response) -> dict[str, Any]:
         (errors.InputError("x"), 400),
         (errors.MalformedJSON("x"), 400),
         (errors.InvalidParameter("limit", "x"), 400),
+        (errors.IdempotencyKeyReused("x"), 422),
+        (errors.IdempotencyKeyInUse("x"), 409),
         (errors.PayloadTooLarge("x"), 413),
         (errors.UnsupportedMediaType("x"), 415),
         (errors.ContractError("x"), 422),
@@ -145,6 +147,22 @@ async def test_transport_error_asks_to_retry() -> None:
     assert response.status == 503
     assert response.headers["Retry-After"] == "5"
     assert body_of(response)["type"] == "urn:gateway:problem:broker-unavailable"
+
+
+async def test_an_idempotency_key_in_use_asks_to_retry_in_a_second() -> None:
+    response = await respond(errors.IdempotencyKeyInUse("in progress"))
+
+    assert response.status == 409
+    assert response.headers["Retry-After"] == "1"
+    assert body_of(response)["type"] == "urn:gateway:problem:idempotency-key-in-use"
+
+
+async def test_a_reused_idempotency_key_is_not_retriable() -> None:
+    response = await respond(errors.IdempotencyKeyReused("another request"))
+
+    assert response.status == 422
+    assert "Retry-After" not in response.headers
+    assert body_of(response)["type"] == "urn:gateway:problem:idempotency-key-reused"
 
 
 async def test_unauthenticated_names_the_scheme() -> None:
