@@ -43,6 +43,8 @@ class Endpoint:
     """What it acted on, by webhook-id (it honours the idempotency key)."""
     stalls: int = 0
     """Calls (the first ones) that hang for a second before answering."""
+    refuse: dict[bytes, int] = field(default_factory=dict)
+    """A marker in the body -> how many more calls carrying it get a 500."""
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.stalls:
@@ -52,6 +54,10 @@ class Endpoint:
         call = {"headers": request.headers.copy(), "body": body}  # names without case
         self.calls.append(call)
         status = self.plan.pop(0) if self.plan else 204
+        for marker, left in self.refuse.items():
+            if marker in body and left > 0:
+                self.refuse[marker] = left - 1
+                status = 500
         if 200 <= status < 300:
             self.taken.setdefault(request.headers["webhook-id"], body)
         if status == 307:
@@ -67,14 +73,16 @@ class Push:
     transport: MemoryTransport
     endpoint: Endpoint
 
-    async def publish(self, ordering_key: str | None = None, correlation: str | None = None) -> str:
+    async def publish(
+        self, ordering_key: str | None = None, correlation: str | None = None, number: int = 1
+    ) -> str:
         headers = self.fed.auth("minhealth")
         if ordering_key:
             headers["X-Ordering-Key"] = ordering_key
         if correlation:
             headers["X-Correlation-Id"] = correlation
         async with self.http.post(
-            f"{PUBLISH}?to={ME}", json=referral(), headers=headers
+            f"{PUBLISH}?to={ME}", json=referral(number), headers=headers
         ) as response:
             assert response.status == 202, await response.text()
             message_id: str = (await response.json())["message_id"]
@@ -184,9 +192,9 @@ async def test_an_endpoint_down_for_a_while_gets_everything_in_key_order(push: P
 
 
 async def test_other_keys_are_not_held_up_by_a_failing_one(push: Push) -> None:
-    push.endpoint.plan = [500, 500, 500]
-    stuck = await push.publish(ordering_key="slow")
-    free = await push.publish(ordering_key="fast")
+    push.endpoint.refuse = {b"REF-2026-000007": 3}  # the 'slow' key's message, 3 times
+    stuck = await push.publish(ordering_key="slow", number=7)
+    free = await push.publish(ordering_key="fast", number=8)
 
     await push.until(lambda: len(push.endpoint.taken) == 2)
 
