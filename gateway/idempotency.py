@@ -28,23 +28,28 @@ the entries are in ``<state_dir>/idempotency.sqlite3`` and survive a restart
 (the file, its lock and its pruning: :mod:`gateway.statedb`); without one
 they live in memory.
 
-What this cannot promise, honestly:
+The message id of a keyed publish is derived from the sender, the key and
+the request (:func:`gateway.ids.derived_message_id`), so what the store
+cannot recognise still reaches each recipient once in effect: a retry sends
+the same id, and the receiving node suppresses the second copy within its
+replay window (``message.duplicate``). That covers:
 
-- A crash after Kafka's acknowledgement and before the store's commit (the
+- a crash after Kafka's acknowledgement and before the store's commit (the
   router's audit record and a few SQLite statements, no ``await`` in
   between), or a power loss before the WAL reached the disk
-  (``synchronous=NORMAL``), leaves the message in Kafka and its key
-  forgotten: a retry with the key sends it again, under a new message id.
-  The audit log shows both (two ``message.accepted`` records with one
-  ``payload_sha256``).
-- A 503, or a publish cut off by the node's shutdown while it waited for
-  Kafka, stores nothing, yet the broker may have taken some records; a retry
-  then sends them again.
+  (``synchronous=NORMAL``): the key is forgotten, the retry produces the
+  same message again (two ``message.accepted`` records with one id);
+- a 503, or a publish cut off by the node's shutdown while it waited for
+  Kafka, which stores nothing though the broker may have taken some records.
+
+What this cannot promise:
+
 - A 202 whose entry could not be written (a full disk) stands; the failure is
   logged as ``idempotency.not_stored`` and the key is not remembered.
 - Requests in flight are known to this process only, and nodes do not share
   their stores: a retry that reaches another node hosting the same sender is
-  not recognised.
+  not answered from a store (it is sent again, with the same message id,
+  which receivers suppress).
 
 Calls are short and synchronous, for one asyncio event-loop thread. Measured
 on the development machine (2-vCPU VM shared with other work, Python 3.11,

@@ -6,6 +6,7 @@ into problem details.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.idempotency import HEADER, REPLAYED, fingerprint, parse_key
+from gateway.ids import derived_message_id
 from gateway.jsonparse import parse_json
 from gateway.routing import Accepted, PublishRequest
 
@@ -132,8 +134,15 @@ async def _send(request: web.Request, message: PublishRequest) -> Accepted:
 async def _publish_once(request: web.Request, message: PublishRequest, key: str) -> web.Response:
     """Publish unless this sender's key already stands for this request's success
     (then answer with that, sending nothing); stored once Kafka acknowledged."""
+    printed = fingerprint(message)
+    # The message id follows from the sender, key and request: a retry the store cannot
+    # recognise (a crash before it was written, a 503, another node) sends the same id,
+    # and receivers suppress the second copy.
+    message = dataclasses.replace(
+        message, message_id=derived_message_id("idempotency", message.sender, key, printed)
+    )
     try:
-        with request.app[IDEMPOTENCY].claim(message.sender, key, fingerprint(message)) as claim:
+        with request.app[IDEMPOTENCY].claim(message.sender, key, printed) as claim:
             if claim.original is not None:
                 _audit_deduplicated(request, message, claim.original)
                 return _accepted(claim.original, replayed=True)

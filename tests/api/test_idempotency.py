@@ -307,3 +307,39 @@ async def test_a_retry_counts_against_the_rate_but_not_the_quota(tmp_path: Path)
         assert_problem(await post(gw, referral(2), key="another"), 429, "quota-exceeded")
         assert_problem(await post(gw, referral(1)), 429, "rate-limited")  # the 4th attempt
         assert len(inbox(gw, "socialtreasury")) == 1
+
+
+async def test_a_retry_no_store_recognises_is_suppressed_by_the_receiver(
+    tmp_path: Path,
+) -> None:
+    """Two nodes host the sender; a retry that a load balancer sends to the other one is
+    not answered from a store, but it carries the same message id, and the receiving
+    node delivers the message once."""
+    fed = Federation.create(tmp_path)
+    transport = MemoryTransport()
+    receiving = fed.config(("minhealth", "socialtreasury"), bootstrap="memory")
+    other = fed.config(("minhealth",), node_id="node-2", bootstrap="memory")
+    async with (
+        running_node(receiving, transport=transport) as a,
+        running_node(other, transport=MemoryTransport(transport.broker)) as b,
+    ):
+        await a.wait_ready(5)
+        await b.wait_ready(5)
+        ids = []
+        for node in (a, b):
+            async with aiohttp.ClientSession(base_url=node.url) as http:
+                gw = Gateway(node, http, fed, transport)
+                answer = await post(gw, referral(), params={"to": "socialtreasury"})
+                assert answer.status == 202
+                ids.append(answer.body["message_id"])
+        assert ids[0] == ids[1]  # the same id, derived from sender, key and request
+        async with aiohttp.ClientSession(base_url=a.url) as http:
+            async with http.get("/v1/inbox?wait=2", headers=fed.auth("socialtreasury")) as got:
+                first = (await got.json())["messages"]
+            await asyncio.sleep(0.3)
+            async with http.get("/v1/inbox?wait=1", headers=fed.auth("socialtreasury")) as got:
+                second = (await got.json())["messages"]
+    assert [m["message_id"] for m in first] == ids[:1]
+    assert second == []
+    duplicates = [r for r in fed.audit("node-1") if r["event"] == "message.duplicate"]
+    assert [d["message_id"] for d in duplicates] == ids[:1]
