@@ -39,6 +39,7 @@ log = structlog.get_logger("gateway.delivery")
 
 _FETCH_WAIT_S = 0.5
 _RECENT = 10_000
+_FINAL_COMMIT_S = 2.0
 
 
 class State(StrEnum):
@@ -134,6 +135,11 @@ class Inbox:
             for timer in self._timers:
                 timer.cancel()
             self._timers.clear()
+            # Stopping: commit what was acknowledged, so a restart does not hand it out
+            # again (bounded: a broker that does not answer must not hold the shutdown).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_FINAL_COMMIT_S):
+                    await self._commit()
             await self._source.stop()
 
     async def _take(self, record: InboundRecord) -> None:
@@ -373,6 +379,17 @@ class Inbox:
         self._recent[message.message_id] = message
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
+
+    async def stats(self) -> dict[str, int]:
+        """What the inbox holds now: ready to hand out, handed out (or pushing), and given
+        back with a delay; with the source's lag, what a consumer is behind by."""
+        states = [d.state for d in self._by_tag.values()]
+        return {
+            "ready": states.count(State.READY),
+            "handed_out": states.count(State.HANDED_OUT),
+            "delayed": states.count(State.DELAYED),
+            "lag": await self._source.lag(),
+        }
 
     def received(self, message_id: str) -> ReceivedMessage | None:
         """A message this inbox verified lately (the last 10,000), for a reply to it."""

@@ -65,6 +65,9 @@ class MemorySource:
         for where, offset in offsets.items():
             self._broker.committed[(self._group, where.topic)] = offset
 
+    async def lag(self) -> int:
+        return len(self._broker.records(self._topic)) - self._position
+
     async def stop(self) -> None:
         return None
 

@@ -122,6 +122,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/{message_id}/reply", exchange.send_reply)
     app.router.add_get("/v1/inbox/stream", handlers.stream_inbox)
     app.router.add_get("/v1/audit", audit.search_audit)
+    app.router.add_get("/v1/inbox/status", handlers.inbox_status)
+    app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", openapi)

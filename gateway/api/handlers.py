@@ -382,6 +382,35 @@ def _event(delivery: Delivery) -> bytes:
     return b"event: message\nid: " + delivery.tag.encode() + b"\n" + data + b"\n"
 
 
+async def inbox_status(request: web.Request) -> web.Response:
+    """The caller's inbox now: ready, handed out, given back with a delay, and the lag
+    (records in its topic not yet read): what a consumer falling behind looks like."""
+    participant = participant_of(request)
+    inbox = request.app[INBOXES].get(participant)
+    if inbox is None:
+        raise Forbidden(f"'{participant}' has no inbox on this node")
+    return web.json_response({"participant": participant, **(await inbox.stats())})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: per hosted participant, its inbox's backlog and lag."""
+    lines = []
+    gauges = {
+        "ready": "verified messages waiting to be handed out",
+        "handed_out": "messages handed out (or being pushed) and not yet acknowledged",
+        "delayed": "messages given back with a delay",
+        "lag": "records in the inbox topic not yet read by this node",
+    }
+    stats = {p: await inbox.stats() for p, inbox in sorted(request.app[INBOXES].items())}
+    for name, help_text in gauges.items():
+        lines += [
+            f"# HELP gateway_inbox_{name} {help_text}",
+            f"# TYPE gateway_inbox_{name} gauge",
+        ]
+        lines += [f'gateway_inbox_{name}{{participant="{p}"}} {s[name]}' for p, s in stats.items()]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 

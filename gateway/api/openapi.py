@@ -654,6 +654,44 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/inbox/status": {
+        "get": {
+            "operationId": "inboxStatus",
+            "summary": "The caller's inbox now: backlog and lag",
+            "responses": {
+                "200": {
+                    "description": "Counts; `lag` is the records in its topic not yet read.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["participant", "ready", "handed_out", "delayed", "lag"],
+                            "properties": {
+                                "participant": {"type": "string"},
+                                "ready": {"type": "integer"},
+                                "handed_out": {"type": "integer"},
+                                "delayed": {"type": "integer"},
+                                "lag": {"type": "integer"},
+                            },
+                        }
+                    ),
+                },
+                **_problems(401, 403),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics: each hosted inbox's backlog and lag",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
     "/healthz": {
         "get": {
             "operationId": "health",

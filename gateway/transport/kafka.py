@@ -124,6 +124,21 @@ class KafkaRecordSource:
         except KafkaError as exc:
             raise TransportError(f"offset commit failed: {type(exc).__name__}") from exc
 
+    async def lag(self) -> int:
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        behind = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)  # from the last fetch; None before one
+            if highwater is None:
+                continue
+            try:
+                behind += max(0, highwater - await consumer.position(tp))
+            except KafkaError:
+                continue
+        return behind
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()

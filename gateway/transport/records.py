@@ -68,6 +68,10 @@ class RecordSource(Protocol):
         """Commit ``offset`` (the next one to read) for each partition."""
         ...
 
+    async def lag(self) -> int:
+        """Records in the assigned partitions not yet read, as of the last fetch."""
+        ...
+
     async def stop(self) -> None: ...
 
 

@@ -15,8 +15,9 @@ import pytest
 
 from gateway.config import DeliveryConfig
 from gateway.node import running_node
+from gateway.transport import InboundRecord
 from tests.api.conftest import Gateway
-from tests.fakes import MemoryTransport
+from tests.fakes import MemorySource, MemoryTransport
 from tests.support import REFERRAL, Federation, referral
 
 ME = "socialtreasury"
@@ -189,3 +190,67 @@ async def test_what_a_closed_stream_did_not_acknowledge_comes_back(gw: Gateway) 
 async def test_the_stream_needs_a_participant(gw: Gateway) -> None:
     async with gw.http.get("/v1/inbox/stream") as response:
         assert response.status == 401
+
+
+async def test_a_consumer_falling_behind_shows_its_lag_and_others_publish_on(
+    tmp_path: Path,
+) -> None:
+    """Bounded work per participant: the inbox stops fetching at max_in_flight, the rest
+    waits in Kafka as lag (status and metrics), and other publishing goes on."""
+    fed = Federation.create(tmp_path)
+    config = dataclasses.replace(
+        fed.config(("minhealth", ME, "acme-analytics"), bootstrap="memory"),
+        delivery=DeliveryConfig(max_in_flight=5),
+    )
+    async with running_node(config, transport=MemoryTransport()) as node:
+        await node.wait_ready(5)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            gw = Gateway(node, http, fed, MemoryTransport())
+            for _ in range(20):
+                await publish(gw)
+            await asyncio.sleep(0.3)
+            async with http.get("/v1/inbox/status", headers=fed.auth(ME)) as response:
+                status = await response.json()
+            assert (status["ready"], status["lag"]) == (5, 15)
+            async with http.get("/metrics") as response:
+                text = await response.text()
+            assert f'gateway_inbox_lag{{participant="{ME}"}} 15' in text
+            assert 'gateway_inbox_ready{participant="acme-analytics"} 0' in text
+            # Publishing to someone else is not held up by the consumer behind.
+            async with http.post(
+                f"/v1/contracts/{REFERRAL}/messages?to=acme-analytics",
+                json=referral(),
+                headers=fed.auth("minhealth"),
+            ) as response:
+                assert response.status == 202
+
+
+class PatientSource(MemorySource):
+    """Waits the whole fetch timeout when there is nothing, as a broker's long poll does."""
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
+        records = await super().fetch(max_records, timeout_s)
+        if not records:
+            await asyncio.sleep(timeout_s)
+        return records
+
+
+class PatientTransport(MemoryTransport):
+    def source(self, *, topic: str, group_id: str) -> MemorySource:
+        return PatientSource(self.broker, topic, group_id)
+
+
+async def test_what_was_acknowledged_is_committed_when_the_node_stops(tmp_path: Path) -> None:
+    fed = Federation.create(tmp_path)
+    transport = PatientTransport()
+    config = fed.config(("minhealth", ME), bootstrap="memory")
+    async with running_node(config, transport=transport) as node:
+        await node.wait_ready(5)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            gw = Gateway(node, http, fed, transport)
+            await publish(gw)
+            [message] = await pull(gw)
+            await post(gw, "/v1/inbox/ack", {"tags": [message["tag"]]})
+        # Stopped at once, before the inbox's next cycle would have committed it.
+    group = (f"{fed.prefix}inbox.{ME}", f"{fed.prefix}inbox.{ME}")
+    assert transport.broker.committed[group] == 1
