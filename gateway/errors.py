@@ -208,6 +208,13 @@ class QuotaExceeded(Throttled):
     reason = "quota"
 
 
+class UnknownDeadLetter(InputError):
+    """No entry at that partition and offset of the caller's dead-letter topic."""
+
+    code = "unknown-dead-letter"
+    title = "No such dead letter"
+
+
 class NoAuditLog(GatewayError):
     """The node keeps audit events in its structured log only: nothing to search."""
 
