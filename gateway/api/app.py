@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from gateway.api import audit, contracts, handlers
+from gateway.api import audit, contracts, dlq, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import (
     ADMISSION,
@@ -22,6 +22,7 @@ from gateway.api.keys import (
     AUTH,
     CATALOG,
     CONFIG,
+    DEAD_LETTERS,
     INBOXES,
     KEYS,
     LIMITER,
@@ -39,6 +40,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
+from gateway.dlq import DeadLetters
 from gateway.limits import Clock, Limiter
 from gateway.participants.admission import OPEN, Admission
 from gateway.participants.follow import RegistryView
@@ -85,6 +87,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[REGISTRY] = parts.registry
     app[READINESS] = Readiness()
     app[INBOXES] = {}
+    app[DEAD_LETTERS] = {}
     app[AUDIT] = parts.audit
     app[ADMISSION] = parts.admission
     app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
@@ -106,6 +109,9 @@ def _routes(app: web.Application) -> None:
     app.router.add_post("/v1/contracts/{contract}/versions", contracts.register_version)
     app.router.add_get("/v1/inbox", handlers.pull_inbox)
     app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
+    app.router.add_get("/v1/dlq", dlq.list_dead_letters)
+    app.router.add_get("/v1/dlq/{partition}/{offset}", dlq.get_dead_letter)
+    app.router.add_post("/v1/dlq/replay", dlq.replay_dead_letters)
     app.router.add_get("/v1/audit", audit.search_audit)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
@@ -146,6 +152,14 @@ def _broker_lifetime(
             audit=parts.audit,
             admission=parts.admission,
         )
+        for participant in hosted:
+            app[DEAD_LETTERS][participant] = DeadLetters(
+                participant=participant,
+                config=config,
+                transport=parts.transport,
+                publisher=publisher,
+                audit=parts.audit,
+            )
         tasks = [_start_inbox(app, parts, p, publisher) for p in hosted]
         try:
             yield

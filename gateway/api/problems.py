@@ -33,6 +33,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.ContractError: 422,
     errors.UnknownContract: 404,
     errors.NoAuditLog: 404,
+    errors.UnknownDeadLetter: 404,
     errors.VersionExists: 409,
     errors.IncompatibleContract: 409,
     errors.Throttled: 429,
