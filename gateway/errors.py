@@ -275,6 +275,14 @@ class TransportError(GatewayError):
     retry_after_s: int = 5
 
 
+class NodeError(GatewayError):
+    """A command-line client could not reach a node, or the node refused the request
+    (the detail carries the problem's title and detail)."""
+
+    code = "node-error"
+    title = "The node did not serve the request"
+
+
 # -- misconfiguration --------------------------------------------------------
 
 
