@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     new = token_cmds.add_parser("new", help="a new token and the digest for the config")
     who = new.add_mutually_exclusive_group(required=True)
     who.add_argument("--participant", help="a participant this node hosts")
-    who.add_argument("--auditor", help="a security team member: reads GET /v1/audit only")
+    who.add_argument(
+        "--auditor", help="a security team member: reads the audit trail and dead letters only"
+    )
     return parser
 
 
