@@ -132,18 +132,31 @@ class DeadLetters:
             replayed = [e for e in chosen if e.position in records]
             gone = [e.position for e in chosen if e.position not in records]  # retention
             if replayed:
-                at = now_iso()
-                await self._publisher.publish(
-                    [replayed_copy(records[e.position], inbox=self._inbox) for e in replayed]
-                    + [
-                        marker(self.topic, e.position, by=by, node=self._node, at=at)
-                        for e in replayed
-                    ]
-                )
+                await self._produce(replayed, records, by)
             for entry in replayed:
                 self._audited(entry, by)
         log.info("dlq_replayed", participant=self.participant, count=len(replayed), by=by)
         return ReplayResult(replayed, [*choice.not_found(), *gone], remaining)
+
+    async def _produce(
+        self, entries: list[DeadLetter], records: dict[Position, InboundRecord], by: str
+    ) -> None:
+        at = now_iso()
+        copies = [replayed_copy(records[e.position], inbox=self._inbox) for e in entries]
+        markers = [marker(self.topic, e.position, by=by, node=self._node, at=at) for e in entries]
+        try:
+            await self._publisher.publish([*copies, *markers])
+        except TransportError:
+            # Some copies may be in the inbox all the same (Kafka has no all-or-nothing
+            # here): they are checked like any record, and a second try is refused as a
+            # replay. Not audited as replayed, so say which ones were attempted.
+            log.warning(
+                "dlq_replay_unacknowledged",
+                participant=self.participant,
+                positions=[str(e.position) for e in entries],
+                by=by,
+            )
+            raise
 
     def where(self, position: Position) -> str:
         """``<dlq topic>/<partition>/<offset>``, as ``gw_replayed_from`` names it."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
+from structlog.testing import capture_logs
 
 import gateway.dlq.topic
 from gateway.audit import AuditLog
@@ -174,3 +176,26 @@ async def test_a_missing_entry_and_a_broker_that_is_down() -> None:
         await topic.entry(Position(0, 0))
     with pytest.raises(TransportError):
         await topic.replay(Selection(positions=(Position(0, 0),)), by=ME)
+
+
+async def test_a_replay_the_broker_did_not_acknowledge_is_logged_not_audited() -> None:
+    class Refusing:
+        async def publish(self, records: Sequence[OutboundRecord]) -> None:
+            raise TransportError("the broker did not acknowledge the message in time")
+
+    transport = MemoryTransport()
+    fill(transport, 2)
+    topic = DeadLetters(
+        participant=ME,
+        config=config(),
+        transport=transport,
+        publisher=Refusing(),
+        audit=AuditLog(node_id="node-1"),
+    )
+
+    with capture_logs() as logs, pytest.raises(TransportError):
+        await topic.replay(Selection(everything=True), by=ME)
+
+    assert [e for e in logs if e["event"] == "message.replayed"] == []
+    [warning] = [e for e in logs if e["event"] == "dlq_replay_unacknowledged"]
+    assert (warning["positions"], warning["by"]) == (["0:0", "0:1"], ME)
