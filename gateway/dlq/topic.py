@@ -148,8 +148,9 @@ class DeadLetters:
             await self._publisher.publish([*copies, *markers])
         except TransportError:
             # Some copies may be in the inbox all the same (Kafka has no all-or-nothing
-            # here): they are checked like any record, and a second try is refused as a
-            # replay. Not audited as replayed, so say which ones were attempted.
+            # here): they are checked like any record, and a copy that then arrives twice
+            # is refused the second time as a replay. They are not audited as replayed,
+            # so say which ones were attempted.
             log.warning(
                 "dlq_replay_unacknowledged",
                 participant=self.participant,
