@@ -22,6 +22,10 @@
     gateway audit search|export [--dir DIR] [--id ID] [--participant P] [--contract C]
         [--outcome O] [--event E] [--since TIME] [--until TIME]
     gateway audit events [--json]
+    gateway dlq list [--after PARTITION:OFFSET] [--limit N] [--participant ID]
+    gateway dlq show PARTITION:OFFSET [--participant ID]
+    gateway dlq replay (--offset PARTITION:OFFSET ... | --id MESSAGE_ID ... | --all)
+        (each: [--node URL] [--token-file FILE] [--json]; the token else from GATEWAY_TOKEN)
 
 Errors print one line to stderr and exit non-zero (2 for usage and for invalid
 input to ``contracts check``, 1 otherwise).
@@ -79,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _envelope_commands(commands)
 
     _audit_commands(commands)
+    _dlq_commands(commands)
 
     participants = commands.add_parser("participants", help="participant files and onboarding")
     participant_cmds = participants.add_subparsers(dest="action", required=True)
@@ -124,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     new = token_cmds.add_parser("new", help="a new token and the digest for the config")
     who = new.add_mutually_exclusive_group(required=True)
     who.add_argument("--participant", help="a participant this node hosts")
-    who.add_argument("--auditor", help="a security team member: reads GET /v1/audit only")
+    who.add_argument(
+        "--auditor", help="a security team member: reads the audit trail and dead letters only"
+    )
     return parser
 
 
@@ -373,6 +380,64 @@ def _query(args: argparse.Namespace) -> Any:
     )
 
 
+def _dlq_commands(commands: Any) -> None:
+    dlq = commands.add_parser("dlq", help="dead letters on a running node: list, show, replay")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="a page of dead letters, in offset order")
+    listing.add_argument("--after", metavar="PARTITION:OFFSET", type=_position)
+    listing.add_argument("--limit", type=int, default=100, help="default 100, at most 1000")
+    show = actions.add_parser("show", help="one dead letter")
+    show.add_argument("position", metavar="PARTITION:OFFSET", type=_position)
+    replay = actions.add_parser("replay", help="put dead letters back into the inbox")
+    what = replay.add_mutually_exclusive_group(required=True)
+    what.add_argument("--offset", action="append", type=_position, metavar="PARTITION:OFFSET")
+    what.add_argument("--id", action="append", dest="message_ids", metavar="MESSAGE_ID")
+    what.add_argument("--all", action="store_true", help="every entry not replayed yet")
+    for sub in (listing, show):
+        sub.add_argument("--participant", help="an auditor names whose dead letters to read")
+    for sub in (listing, show, replay):
+        sub.add_argument("--node", default="http://127.0.0.1:8080", help="the node's base URL")
+        sub.add_argument("--token-file", type=Path, help="default: the GATEWAY_TOKEN variable")
+        sub.add_argument("--json", action="store_true")
+
+
+def _position(text: str) -> Any:
+    from gateway.dlq import Position  # noqa: PLC0415
+
+    try:
+        return Position.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from gateway import dlq_commands as dlqcmd  # noqa: PLC0415
+
+    node = dlqcmd.node_of(args.node, args.token_file, os.environ)
+    if args.action == "list":
+        after = str(args.after) if args.after else None
+        return dlqcmd.list_command(
+            node,
+            participant=args.participant,
+            after=after,
+            limit=args.limit,
+            as_json=args.json,
+            say=print,
+        )
+    if args.action == "show":
+        return dlqcmd.show_command(
+            node, args.position, participant=args.participant, as_json=args.json, say=print
+        )
+    return dlqcmd.replay_command(
+        node,
+        positions=args.offset or (),
+        message_ids=args.message_ids or (),
+        everything=args.all,
+        as_json=args.json,
+        say=print,
+    )
+
+
 def _envelope_commands(commands: Any) -> None:
     envelope = commands.add_parser("envelope", help="seal and open envelopes offline")
     actions = envelope.add_subparsers(dest="action", required=True)
@@ -555,6 +620,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "keys": _keys,
         "envelope": _envelope,
         "audit": _audit,
+        "dlq": _dlq,
         "participants": _participants,
         "authority": _authority,
         "token": lambda a: _new_token(a.participant or a.auditor, auditor=a.auditor is not None),

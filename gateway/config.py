@@ -142,7 +142,8 @@ class RegistryConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Auditor:
-    """A member of a security team: may read the audit trail over HTTP, nothing else."""
+    """A member of a security team: may read the audit trail and the dead letters over HTTP,
+    nothing else."""
 
     id: str
     token_sha256: tuple[str, ...] = ()

@@ -245,6 +245,13 @@ class IdempotencyKeyInUse(GatewayError):
     retry_after_s: int = 1
 
 
+class UnknownDeadLetter(InputError):
+    """No entry at that partition and offset of the caller's dead-letter topic."""
+
+    code = "unknown-dead-letter"
+    title = "No such dead letter"
+
+
 class NoAuditLog(GatewayError):
     """The node keeps audit events in its structured log only: nothing to search."""
 
@@ -303,6 +310,14 @@ class TransportError(GatewayError):
     title = "Message broker unavailable"
 
     retry_after_s: int = 5
+
+
+class NodeError(GatewayError):
+    """A command-line client could not reach a node, or the node refused the request
+    (the detail carries the problem's title and detail)."""
+
+    code = "node-error"
+    title = "The node did not serve the request"
 
 
 # -- misconfiguration --------------------------------------------------------

@@ -102,6 +102,14 @@ class MemoryReader:
     async def lag(self) -> int:
         return len(self._broker.records(self._topic)) - self._position
 
+    async def ends(self) -> dict[int, int]:
+        if self._broker.down:
+            raise TransportError(f"reading {self._topic} failed")
+        return {0: len(self._broker.records(self._topic))}
+
+    async def reached(self, ends: Mapping[int, int]) -> bool:
+        return self._position >= ends.get(0, 0)
+
     async def stop(self) -> None:
         self.running = False
 

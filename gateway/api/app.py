@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from gateway.api import audit, contracts, exchange, handlers
+from gateway.api import audit, contracts, dlq, exchange, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import (
     ADMISSION,
@@ -22,6 +22,7 @@ from gateway.api.keys import (
     AUTH,
     CATALOG,
     CONFIG,
+    DEAD_LETTERS,
     IDEMPOTENCY,
     INBOXES,
     KEYS,
@@ -41,6 +42,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
+from gateway.dlq import DeadLetters
 from gateway.idempotency import IdempotencyStore
 from gateway.limits import Clock, Limiter
 from gateway.participants.admission import OPEN, Admission
@@ -95,6 +97,7 @@ def create_app(parts: NodeParts) -> web.Application:
     app[REGISTRY] = parts.registry
     app[READINESS] = Readiness()
     app[INBOXES] = {}
+    app[DEAD_LETTERS] = {}
     app[AUDIT] = parts.audit
     app[ADMISSION] = parts.admission
     app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
@@ -121,6 +124,9 @@ def _routes(app: web.Application) -> None:
     app.router.add_post("/v1/contracts/{contract}/requests", exchange.send_request)
     app.router.add_post("/v1/messages/{message_id}/reply", exchange.send_reply)
     app.router.add_get("/v1/inbox/stream", handlers.stream_inbox)
+    app.router.add_get("/v1/dlq", dlq.list_dead_letters)
+    app.router.add_get("/v1/dlq/{partition}/{offset}", dlq.get_dead_letter)
+    app.router.add_post("/v1/dlq/replay", dlq.replay_dead_letters)
     app.router.add_get("/v1/audit", audit.search_audit)
     app.router.add_get("/v1/inbox/status", handlers.inbox_status)
     app.router.add_get("/metrics", handlers.metrics)
@@ -163,6 +169,14 @@ def _broker_lifetime(
             audit=parts.audit,
             admission=parts.admission,
         )
+        for participant in hosted:
+            app[DEAD_LETTERS][participant] = DeadLetters(
+                participant=participant,
+                config=config,
+                transport=parts.transport,
+                publisher=publisher,
+                audit=parts.audit,
+            )
         tasks = [_start_inbox(app, parts, p, publisher) for p in hosted]
         try:
             yield

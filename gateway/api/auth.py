@@ -4,7 +4,7 @@ The config holds only SHA-256 digests of tokens; tokens are high-entropy
 random strings, so a fast digest is enough, and comparison is by digest
 lookup, never by the token itself. A token names a principal with one role:
 a participant exchanges messages, an auditor (a security team member) reads
-the audit trail and does nothing else.
+the audit trail and the dead letters, and does nothing else.
 
     >>> token, hashed = new_token()
     >>> Authenticator({hashed: "minhealth"}).participant(f"Bearer {token}")

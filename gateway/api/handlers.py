@@ -58,12 +58,18 @@ def client_certificate(request: web.Request) -> bytes | None:
     return der
 
 
-def principal_of(request: web.Request, role: Role) -> Principal:
-    """The caller, who must hold ``role``; remembered so that a refusal's audit names them."""
+def caller_of(request: web.Request) -> Principal:
+    """The caller, in whatever role; remembered so that a refusal's audit names them."""
     principal = request.app[AUTH].principal(
         request.headers.get("Authorization"), client_certificate(request)
     )
     CALLER.set(principal)
+    return principal
+
+
+def principal_of(request: web.Request, role: Role) -> Principal:
+    """The caller, who must hold ``role``."""
+    principal = caller_of(request)
     principal.require(role)
     return principal
 

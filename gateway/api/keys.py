@@ -13,6 +13,7 @@ from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
+from gateway.dlq import DeadLetters
 from gateway.idempotency import IdempotencyStore
 from gateway.limits import Limiter
 from gateway.participants.admission import Admission
@@ -46,6 +47,8 @@ REPLIES = web.AppKey("replies", Replies)
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher")
 """The node's producer (acks=all), for what is not a message: registry records."""
 INBOXES = web.AppKey("inboxes", dict[str, Inbox])
+DEAD_LETTERS = web.AppKey("dead_letters", dict[str, DeadLetters])
+"""Each hosted participant's dead-letter topic, once the producer is up."""
 READINESS = web.AppKey("readiness", Readiness)
 AUDIT = web.AppKey("audit", AuditLog)
 LIMITER = web.AppKey("limiter", Limiter)

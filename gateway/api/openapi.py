@@ -204,6 +204,255 @@ _IDEMPOTENCY_KEY = {
     },
 }
 
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+
+_DEAD_LETTER: dict[str, Any] = {
+    "type": "object",
+    "description": "One entry of a dead-letter topic. The text fields are record headers: "
+    "routing metadata anyone with write access to the topic could set. Never the envelope.",
+    "required": [
+        "partition",
+        "offset",
+        "message_id",
+        "sender",
+        "contract",
+        "version",
+        "reason",
+        "detail",
+        "node",
+        "origin",
+        "attempts",
+        "replayed_from",
+        "time",
+        "envelope_size",
+        "envelope_sha256",
+        "replays",
+        "last_replayed",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "partition": {"type": "integer", "minimum": 0},
+        "offset": {"type": "integer", "minimum": 0},
+        "message_id": {**_TEXT_OR_NULL, "description": "The ce_id header."},
+        "sender": {**_TEXT_OR_NULL, "description": "The ce_source header."},
+        "contract": {**_TEXT_OR_NULL, "description": "The ce_type header (contract id)."},
+        "version": {**_TEXT_OR_NULL, "description": "The version ce_dataschema names."},
+        "reason": {
+            **_TEXT_OR_NULL,
+            "description": "Why it was refused, e.g. unknown-contract, signature-invalid, "
+            "expired (the reasons of envelope.rejected in `gateway audit events`).",
+        },
+        "detail": _TEXT_OR_NULL,
+        "node": {**_TEXT_OR_NULL, "description": "The node that refused it."},
+        "origin": {
+            **_TEXT_OR_NULL,
+            "description": "Where it was refused: <inbox topic>/<partition>/<offset>.",
+        },
+        "attempts": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "Delivery attempts before it was given up, where counted.",
+        },
+        "replayed_from": {
+            **_TEXT_OR_NULL,
+            "description": "Set on a replayed copy refused again: the entry it was made from.",
+        },
+        "time": {**_TEXT_OR_NULL, "description": "The ce_time header: when it was published."},
+        "envelope_size": {"type": "integer", "minimum": 0},
+        "envelope_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "replays": {"type": "integer", "minimum": 0, "description": "Times it was replayed."},
+        "last_replayed": {**_TEXT_OR_NULL, "description": "When it was last replayed."},
+    },
+}
+
+_DLQ_PAGE = {
+    "type": "object",
+    "required": ["participant", "topic", "entries", "count", "total", "next"],
+    "properties": {
+        "participant": {"type": "string"},
+        "topic": {"type": "string"},
+        "entries": {"type": "array", "items": _DEAD_LETTER},
+        "count": {"type": "integer", "minimum": 0},
+        "total": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Entries in the topic when it was read.",
+        },
+        "next": {
+            "type": ["string", "null"],
+            "format": "uri-reference",
+            "description": "The next page (this query with `after` set); null when no more.",
+        },
+    },
+}
+
+_POSITION = {
+    "type": "object",
+    "required": ["partition", "offset"],
+    "additionalProperties": False,
+    "properties": {
+        "partition": {"type": "integer", "minimum": 0},
+        "offset": {"type": "integer", "minimum": 0},
+    },
+}
+
+_REPLAY_REQUEST = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["offsets"],
+            "additionalProperties": False,
+            "properties": {
+                "offsets": {"type": "array", "minItems": 1, "maxItems": 100, "items": _POSITION}
+            },
+        },
+        {
+            "type": "object",
+            "required": ["message_ids"],
+            "additionalProperties": False,
+            "properties": {
+                "message_ids": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 100,
+                    "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"},
+                }
+            },
+        },
+        {
+            "type": "object",
+            "required": ["all"],
+            "additionalProperties": False,
+            "properties": {"all": {"const": True}},
+        },
+    ]
+}
+
+_REPLAY_RESULT = {
+    "type": "object",
+    "required": ["replayed", "not_found", "remaining"],
+    "properties": {
+        "replayed": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["partition", "offset", "message_id", "reason", "replayed_from"],
+                "properties": {
+                    "partition": {"type": "integer", "minimum": 0},
+                    "offset": {"type": "integer", "minimum": 0},
+                    "message_id": _TEXT_OR_NULL,
+                    "reason": _TEXT_OR_NULL,
+                    "replayed_from": {
+                        "type": "string",
+                        "description": "<dlq topic>/<partition>/<offset>, as the copy's "
+                        "gw_replayed_from header says.",
+                    },
+                },
+            },
+        },
+        "not_found": {
+            "type": "array",
+            "description": "Offsets and message ids asked for that the topic does not hold.",
+            "items": {"oneOf": [_POSITION, {"type": "string"}]},
+        },
+        "remaining": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Chosen entries left for another replay (at most 100, and 32 MiB "
+            "of envelopes, are taken at once).",
+        },
+    },
+}
+
+_DLQ_PARTICIPANT = {
+    "name": "participant",
+    "in": "query",
+    "required": False,
+    "description": "Auditors: whose dead letters to read (required). Participants may "
+    "name only themselves.",
+    "schema": {"type": "string"},
+}
+
+_DLQ_PATHS: dict[str, Any] = {
+    "/v1/dlq": {
+        "get": {
+            "operationId": "listDeadLetters",
+            "summary": "A page of the caller's dead letters (auditors: any participant's)",
+            "description": (
+                "Entries in (partition, offset) order past `after`. A participant reads its "
+                "own dead-letter topic; an auditor names a participant hosted on this node. "
+                "Follow `next` until it is null. Unknown or repeated parameters are refused. "
+                "503 when the topic cannot be read to its end within the Kafka request timeout."
+            ),
+            "parameters": [
+                _DLQ_PARTICIPANT,
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "Cursor PARTITION:OFFSET: only entries past it; from `next`.",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}:[0-9]{1,18}$"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "Most entries in one page.",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+            ],
+            "responses": {
+                "200": {"description": "One page of entries.", **_json(_DLQ_PAGE)},
+                **_problems(400, 401, 403, 503),
+            },
+        }
+    },
+    "/v1/dlq/{partition}/{offset}": {
+        "get": {
+            "operationId": "getDeadLetter",
+            "summary": "One dead letter of the caller (auditors: of any participant)",
+            "parameters": [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+                for name in ("partition", "offset")
+            ]
+            + [_DLQ_PARTICIPANT],
+            "responses": {
+                "200": {"description": "The entry.", **_json(_DEAD_LETTER)},
+                **_problems(400, 401, 403, 503),
+                "404": {
+                    **_PROBLEM,
+                    "description": "No entry there (type urn:gateway:problem:unknown-dead-letter).",
+                },
+            },
+        }
+    },
+    "/v1/dlq/replay": {
+        "post": {
+            "operationId": "replayDeadLetters",
+            "summary": "Put dead letters back into the caller's inbox (participants only)",
+            "description": (
+                "Each chosen entry goes back to the caller's inbox with its original value and "
+                "headers (without the gw_* diagnostics) and a gw_replayed_from header, to be "
+                "verified and validated again like a new record: delivered if the cause is "
+                "gone, dead-lettered again with the new reason if not (a message older than "
+                "the node's delivery.max_age_s comes back as expired). `message_ids` takes the "
+                "newest entry of each id; `all` every entry not replayed yet. Answered after "
+                "the broker acknowledged every copy; each is audited as message.replayed."
+            ),
+            "requestBody": {"required": True, **_json(_REPLAY_REQUEST)},
+            "responses": {
+                "200": {"description": "What was replayed.", **_json(_REPLAY_RESULT)},
+                **_problems(400, 401, 403, 413, 415, 503),
+            },
+        }
+    },
+}
+
 
 def _query_param(
     name: str, description: str, schema: dict[str, Any] | None = None
@@ -760,7 +1009,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Contract-checked, signed and encrypted message exchange over Kafka.",
         },
         "security": [{"bearer": []}, {"mutualTLS": []}],
-        "paths": _PATHS,
+        "paths": {**_PATHS, **_DLQ_PATHS},
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},

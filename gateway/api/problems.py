@@ -36,6 +36,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.UnknownContract: 404,
     errors.UnknownRequest: 404,
     errors.NoAuditLog: 404,
+    errors.UnknownDeadLetter: 404,
     errors.VersionExists: 409,
     errors.PushDelivery: 409,
     errors.IncompatibleContract: 409,

@@ -63,7 +63,18 @@ EVENTS: dict[str, Event] = {
         ("message_id", "recipient", "reason", "topic", "attempts"),
     ),
     "message.replayed": Event(
-        "replayed", "a dead letter was put back into an inbox", ("message_id", "recipient", "by")
+        "replayed",
+        "a dead letter was put back into its recipient's inbox, to be checked again (by: who "
+        "asked; replayed_from: its place in the dead-letter topic; origin, reason: its refusal)",
+        (
+            "message_id",
+            "recipient",
+            "replayed_from",
+            "origin",
+            "reason",
+            "envelope_sha256",
+            "by",
+        ),
     ),
     "message.released": Event(
         "released",

@@ -220,15 +220,27 @@ class KafkaTopicReader:
         return _inbound(batches)
 
     async def lag(self) -> int:
+        ends, positions = await self.ends(), await self._positions()
+        return sum(max(0, ends[p] - at) for p, at in positions.items())
+
+    async def ends(self) -> dict[int, int]:
         consumer = self._running()
         try:
             ends = await consumer.end_offsets(self._partitions)
-            positions = [await consumer.position(tp) for tp in self._partitions]
         except KafkaError as exc:
             raise TransportError(f"reading {self._topic} failed: {type(exc).__name__}") from exc
-        return sum(
-            max(0, ends[tp] - at) for tp, at in zip(self._partitions, positions, strict=True)
-        )
+        return {tp.partition: at for tp, at in ends.items()}
+
+    async def reached(self, ends: Mapping[int, int]) -> bool:
+        positions = await self._positions()
+        return all(at >= ends.get(p, 0) for p, at in positions.items())
+
+    async def _positions(self) -> dict[int, int]:
+        consumer = self._running()
+        try:
+            return {tp.partition: await consumer.position(tp) for tp in self._partitions}
+        except KafkaError as exc:
+            raise TransportError(f"reading {self._topic} failed: {type(exc).__name__}") from exc
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -87,6 +87,15 @@ class TopicReader(Protocol):
         """Records between this reader's position and the topic's current end."""
         ...
 
+    async def ends(self) -> dict[int, int]:
+        """The current end (the next offset to be written) of each partition: a snapshot
+        to read up to while the topic keeps growing."""
+        ...
+
+    async def reached(self, ends: Mapping[int, int]) -> bool:
+        """Whether this reader's position is at or past ``ends`` in every partition."""
+        ...
+
     async def stop(self) -> None: ...
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +21,12 @@ from gateway.audit import AuditLog
 from gateway.audit.search import parse_time
 from gateway.config import AuditConfig, Auditor
 from gateway.node import running_node
-from tests.api.conftest import Gateway
+from tests.api.conftest import AUDITOR, HOSTED, Gateway
 from tests.fakes import MemoryTransport
 from tests.support import CONTRACTS, REFERRAL, Federation, referral
 
-AUDITOR = "soc"
-HOSTED = ("minhealth", "socialtreasury", "acme-analytics")
 MEASURE = "social.support-measure"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def audited(tmp_path: Path) -> AsyncIterator[Gateway]:
-    """The usual one-node gateway, with an auditor whose token is ``fed.tokens["soc"]``."""
-    fed = Federation.create(tmp_path)
-    fed.tokens[AUDITOR], digest = new_token()
-    config = dataclasses.replace(
-        fed.config(HOSTED, bootstrap="memory"),
-        auditors=(Auditor(id=AUDITOR, token_sha256=(digest,)),),
-    )
-    transport = MemoryTransport()
-    async with running_node(config, transport=transport) as node:
-        await node.wait_ready(5)
-        async with aiohttp.ClientSession(base_url=node.url) as http:
-            yield Gateway(node, http, fed, transport)
 
 
 def stored(gw: Gateway) -> list[dict[str, Any]]:
