@@ -45,6 +45,7 @@ log = structlog.get_logger("gateway.registry")
 
 _BATCH = 500
 _FETCH_WAIT_S = 0.5
+_DRAIN_WAIT_S = 0.2
 _RETRY_S = 1.0
 
 
@@ -89,6 +90,10 @@ class RegistryFollower:
                 with self._view.catching_up():
                     while await self._reader.lag() > 0:
                         taken += self._take(await self._reader.fetch(_BATCH, _FETCH_WAIT_S))
+                    # A broker may report a partition's end short of a batch's last
+                    # records (the embedded one does): read on until a fetch is empty.
+                    while batch := await self._reader.fetch(_BATCH, _DRAIN_WAIT_S):
+                        taken += self._take(batch)
         except TimeoutError:
             await self._reader.stop()
             raise TransportError(

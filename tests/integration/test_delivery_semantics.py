@@ -35,6 +35,8 @@ class Endpoint:
     taken: dict[str, int] = field(default_factory=dict)
     """webhook-id -> position at which it was first taken."""
     runner: web.AppRunner | None = None
+    refusing: bool = False
+    """Answer every call with a 500 (a broken endpoint)."""
 
     @property
     def url(self) -> str:
@@ -43,6 +45,8 @@ class Endpoint:
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.calls += 1
+        if self.refusing:
+            return web.Response(status=500)
         self.taken.setdefault(request.headers["webhook-id"], len(self.taken))
         return web.Response(status=204)
 
@@ -271,3 +275,55 @@ def lookup_contract(contract_id: str, producer: str, consumer: str, **extra: Any
         },
         **extra,
     }
+
+
+async def test_an_endpoint_always_failing_dead_letters_and_a_replay_delivers_later(
+    bootstrap: str, fed: Federation
+) -> None:
+    """Every attempt fails: the messages reach the dead-letter topic with the reason and
+    the attempt count; once the endpoint is fixed, a replay delivers them."""
+    failing = Endpoint(refusing=True)
+    await failing.up()
+    hook = WebhookConfig(
+        url=failing.url,
+        secret_file=secret_file(fed),
+        max_attempts=3,
+        backoff_s=0.05,
+        max_backoff_s=0.1,
+    )
+    config = fed.config(("minhealth", ME), bootstrap=bootstrap)
+    participants = tuple(
+        dataclasses.replace(p, webhook=hook) if p.id == ME else p for p in config.participants
+    )
+    config = dataclasses.replace(config, participants=participants)
+    try:
+        async with (
+            node(fed, bootstrap, ("minhealth", ME), "node-1", config=config) as running,
+            aiohttp.ClientSession(base_url=running.url) as http,
+        ):
+            sent = [await publish(http, running.url, fed, n, f"k{n}") for n in range(3)]
+
+            async def dead_letters() -> list[dict[str, Any]]:
+                async with http.get("/v1/dlq", headers=fed.auth(ME)) as response:
+                    assert response.status == 200
+                    entries: list[dict[str, Any]] = (await response.json())["entries"]
+                    return entries
+
+            deadline = time.monotonic() + 30
+            entries: list[dict[str, Any]] = []
+            while len(entries) < 3 and time.monotonic() < deadline:
+                entries = await dead_letters()
+                await asyncio.sleep(0.2)
+            assert sorted(str(e["message_id"]) for e in entries) == sorted(map(str, sent))
+            assert {(e["reason"], e["attempts"]) for e in entries} == {("webhook-failed", 3)}
+            assert failing.taken == {}
+
+            failing.refusing = False  # the endpoint is fixed
+            async with http.post(
+                "/v1/dlq/replay", json={"all": True}, headers=fed.auth(ME)
+            ) as response:
+                assert response.status == 200, await response.text()
+            await until(lambda: len(failing.taken) == 3, 30, "replayed messages delivered")
+            assert set(failing.taken) == set(sent)
+    finally:
+        await failing.down()
