@@ -83,13 +83,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 import structlog
 
 from gateway.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidParameter
 from gateway.routing import Accepted, PublishRequest
-from gateway.statedb import Layout, Window
+from gateway.statedb import Layout, Window, WindowStore
 
 log = structlog.get_logger("gateway.idempotency")
 
@@ -191,7 +190,7 @@ class Claim:
         self._save(accepted)
 
 
-class IdempotencyStore:
+class IdempotencyStore(WindowStore):
     def __init__(
         self,
         path: Path | None,
@@ -236,26 +235,6 @@ class IdempotencyStore:
             yield Claim(None, functools.partial(self._put, sender, key, fingerprint))
         finally:
             self._in_flight.discard(held)
-
-    def prune(self) -> int:
-        """Drop entries older than the window, then each sender's oldest beyond
-        ``max_entries``; returns how many entries were dropped."""
-        return self._window.prune()
-
-    def close(self) -> None:
-        """Close the database (idempotent); later calls raise ``sqlite3.ProgrammingError``."""
-        self._window.close()
-
-    def __enter__(self) -> IdempotencyStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _find(self, sender: str, key: str) -> tuple[str, Accepted] | None:
         """The fingerprint and result stored for the key within the window."""

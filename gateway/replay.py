@@ -66,9 +66,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 
-from gateway.statedb import Layout, Window
+from gateway.statedb import Layout, Window, WindowStore
 
 PRUNE_EVERY_MARKS = 1000
 """Newly settled ids after which :meth:`SeenStore.mark` prunes."""
@@ -111,7 +110,7 @@ _REVIVE = (
 )
 
 
-class SeenStore:
+class SeenStore(WindowStore):
     def __init__(
         self,
         path: Path | None,
@@ -160,23 +159,3 @@ class SeenStore:
             every_s=PRUNE_EVERY_S,
             budget=PRUNE_MAX_ROWS,
         )
-
-    def prune(self) -> int:
-        """Drop entries older than the window, then each participant's oldest beyond
-        ``max_entries``; returns how many entries were dropped."""
-        return self._window.prune()
-
-    def close(self) -> None:
-        """Close the database (idempotent); later calls raise ``sqlite3.ProgrammingError``."""
-        self._window.close()
-
-    def __enter__(self) -> SeenStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

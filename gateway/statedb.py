@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import structlog
 
@@ -291,3 +292,29 @@ def _ensure_schema(db: sqlite3.Connection, layout: Layout, where: str) -> None:
         db.execute(statement)
     db.execute(f"PRAGMA user_version = {int(layout.version)}")
     db.commit()
+
+
+class WindowStore:
+    """What a store kept in a :class:`Window` shares: pruning, closing, ``with``."""
+
+    _window: Window
+
+    def prune(self) -> int:
+        """Drop entries older than the window, then each owner's oldest beyond
+        ``max_entries``; returns how many entries were dropped."""
+        return self._window.prune()
+
+    def close(self) -> None:
+        """Close the database (idempotent); later calls raise ``sqlite3.ProgrammingError``."""
+        self._window.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

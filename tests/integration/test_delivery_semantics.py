@@ -19,6 +19,8 @@ import yaml
 from aiohttp import web
 
 from gateway.config import WebhookConfig
+from tests.api.test_request_response import LOOKUP, RESULT
+from tests.api.test_request_response import contract as lookup_contract
 from tests.integration.helpers import free_port, node, node_process
 from tests.support import REFERRAL, Federation, referral
 
@@ -252,78 +254,3 @@ async def test_a_request_across_two_nodes_gets_its_reply_or_times_out(
         async with http.get(f"{a.url}/v1/inbox?wait=10", headers=fed.auth("minhealth")) as got:
             [late] = (await got.json())["messages"]
         assert (late["contract"], late["correlation_id"]) == (RESULT, body["correlation_id"])
-
-
-LOOKUP = "demo.eligibility-lookup"
-RESULT = "demo.eligibility-result"
-
-
-def lookup_contract(contract_id: str, producer: str, consumer: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": contract_id,
-        "version": "1.0.0",
-        "title": contract_id,
-        "owner": producer,
-        "classification": "internal",
-        "producers": [producer],
-        "consumers": [consumer],
-        "schema": {
-            "type": "object",
-            "required": ["citizen"],
-            "properties": {"citizen": {"type": "string"}, "eligible": {"type": "boolean"}},
-            "additionalProperties": False,
-        },
-        **extra,
-    }
-
-
-async def test_an_endpoint_always_failing_dead_letters_and_a_replay_delivers_later(
-    bootstrap: str, fed: Federation
-) -> None:
-    """Every attempt fails: the messages reach the dead-letter topic with the reason and
-    the attempt count; once the endpoint is fixed, a replay delivers them."""
-    failing = Endpoint(refusing=True)
-    await failing.up()
-    hook = WebhookConfig(
-        url=failing.url,
-        secret_file=secret_file(fed),
-        max_attempts=3,
-        backoff_s=0.05,
-        max_backoff_s=0.1,
-    )
-    config = fed.config(("minhealth", ME), bootstrap=bootstrap)
-    participants = tuple(
-        dataclasses.replace(p, webhook=hook) if p.id == ME else p for p in config.participants
-    )
-    config = dataclasses.replace(config, participants=participants)
-    try:
-        async with (
-            node(fed, bootstrap, ("minhealth", ME), "node-1", config=config) as running,
-            aiohttp.ClientSession(base_url=running.url) as http,
-        ):
-            sent = [await publish(http, running.url, fed, n, f"k{n}") for n in range(3)]
-
-            async def dead_letters() -> list[dict[str, Any]]:
-                async with http.get("/v1/dlq", headers=fed.auth(ME)) as response:
-                    assert response.status == 200
-                    entries: list[dict[str, Any]] = (await response.json())["entries"]
-                    return entries
-
-            deadline = time.monotonic() + 30
-            entries: list[dict[str, Any]] = []
-            while len(entries) < 3 and time.monotonic() < deadline:
-                entries = await dead_letters()
-                await asyncio.sleep(0.2)
-            assert sorted(str(e["message_id"]) for e in entries) == sorted(map(str, sent))
-            assert {(e["reason"], e["attempts"]) for e in entries} == {("webhook-failed", 3)}
-            assert failing.taken == {}
-
-            failing.refusing = False  # the endpoint is fixed
-            async with http.post(
-                "/v1/dlq/replay", json={"all": True}, headers=fed.auth(ME)
-            ) as response:
-                assert response.status == 200, await response.text()
-            await until(lambda: len(failing.taken) == 3, 30, "replayed messages delivered")
-            assert set(failing.taken) == set(sent)
-    finally:
-        await failing.down()
