@@ -24,6 +24,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 import structlog
 
@@ -65,6 +66,15 @@ class Delivery:
     """How many times it was handed out."""
 
 
+class Seen(NamedTuple):
+    """What an inbox remembers of a message it verified, for a reply to it."""
+
+    message_id: str
+    sender: str
+    contract: str
+    version: str
+
+
 @dataclass(frozen=True, slots=True)
 class AckResult:
     acknowledged: list[str]
@@ -90,8 +100,9 @@ class Inbox:
         self.participant = participant
         self._visibility_s = visibility_timeout_s
         self._replies = replies
-        self._recent: OrderedDict[str, ReceivedMessage] = OrderedDict()
-        """Messages verified lately (bounded), by id: what a reply may answer."""
+        self._recent: OrderedDict[str, Seen] = OrderedDict()
+        """Messages verified lately (bounded), by id: what a reply may answer. Never the
+        payload: plaintext does not outlive its delivery in this process."""
         self._config = config
         self._source = source
         self._receiver = receiver
@@ -120,6 +131,7 @@ class Inbox:
         """
         self.started.clear()
         self._revoked(set(self._pending))
+        self._epoch = secrets.token_hex(4)  # tags of an earlier run are never taken again
         await self._source.start(self._revoked)
         self.started.set()
         try:
@@ -346,7 +358,7 @@ class Inbox:
     async def give_up(self, delivery: Delivery, *, detail: str, attempts: int) -> None:
         """The endpoint never took ``delivery`` within the retry budget: it goes to the
         dead-letter topic (reason ``webhook-failed``) and the inbox moves past it."""
-        if self._by_tag.get(delivery.tag) is not delivery:
+        if not self.current(delivery):
             return  # its partition went to another member meanwhile
         await self._dead_letter(delivery.record, "webhook-failed", detail, attempts=attempts)
         self._forget(delivery)
@@ -376,7 +388,9 @@ class Inbox:
         return AckResult(acknowledged, unknown)
 
     def _remember(self, message: ReceivedMessage) -> None:
-        self._recent[message.message_id] = message
+        self._recent[message.message_id] = Seen(
+            message.message_id, message.sender, message.contract, message.version
+        )
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
 
@@ -391,7 +405,7 @@ class Inbox:
             "lag": await self._source.lag(),
         }
 
-    def received(self, message_id: str) -> ReceivedMessage | None:
+    def received(self, message_id: str) -> Seen | None:
         """A message this inbox verified lately (the last 10,000), for a reply to it."""
         return self._recent.get(message_id)
 
@@ -399,9 +413,15 @@ class Inbox:
         """Whether a message with this id waits in this inbox now (not yet acknowledged)."""
         return message_id in self._held
 
+    def current(self, delivery: Delivery) -> bool:
+        """Still this inbox's to deliver (not settled, its partition not gone elsewhere)."""
+        return self._by_tag.get(delivery.tag) is delivery and delivery.state is not State.DONE
+
     def _forget(self, delivery: Delivery) -> None:
-        self._by_tag.pop(delivery.tag, None)
-        self._held.pop(delivery.message.message_id, None)
+        if self._by_tag.get(delivery.tag) is delivery:
+            del self._by_tag[delivery.tag]
+        if self._held.get(delivery.message.message_id) == delivery.tag:
+            del self._held[delivery.message.message_id]
 
     def _fields(self, delivery: Delivery) -> dict[str, object]:
         m = delivery.message

@@ -56,6 +56,7 @@ log = structlog.get_logger("gateway.push")
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 _BATCH = 100
+_SUSPENDED_POLL_S = 1.0
 _MAX_DETAIL = 300
 
 
@@ -114,7 +115,11 @@ class Pusher:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        admitted: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``admitted``: whether the registry lets the participant take delivery now (a
+        suspended one's messages wait, as its inbox does)."""
+        self._admitted = admitted
         self._inbox = inbox
         self._hook = webhook
         self._secrets = secrets
@@ -134,6 +139,9 @@ class Pusher:
             self._session = session
             try:
                 while True:
+                    if not self._admitted():
+                        await self._sleep(_SUSPENDED_POLL_S)
+                        continue
                     for delivery in await self._inbox.hand_out(max_messages=_BATCH, wait_s=1.0):
                         self._lane(delivery)
             finally:
@@ -161,16 +169,30 @@ class Pusher:
         lane.put_nowait(delivery)
 
     async def _drain(self, key: bytes, lane: asyncio.Queue[Delivery]) -> None:
-        while True:
-            delivery = lane.get_nowait()
-            await self._deliver(delivery)
-            if lane.empty():
+        try:
+            while not lane.empty():
+                delivery = lane.get_nowait()
+                try:
+                    await self._deliver(delivery)
+                except Exception as exc:
+                    log.error(
+                        "webhook_lane_failed",
+                        participant=self._inbox.participant,
+                        message_id=delivery.message.message_id,
+                        error=type(exc).__name__,
+                    )
+                    await self._inbox.give_up(
+                        delivery, detail=f"internal: {type(exc).__name__}", attempts=0
+                    )
+        finally:
+            if self._lanes.get(key) is lane:
                 del self._lanes[key]
-                return
 
     async def _deliver(self, delivery: Delivery) -> None:
         started, attempts = time.monotonic(), 0
         while True:
+            if not self._inbox.current(delivery):
+                return  # its partition went elsewhere, or the inbox restarted
             attempts += 1
             async with self._slots:
                 attempt = await self._post(delivery)
@@ -235,7 +257,7 @@ class Pusher:
                 )
         except TimeoutError:
             return Attempt(ok=False, detail=f"no answer within {self._hook.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Attempt(ok=False, detail=f"{type(exc).__name__}: {exc}"[:_MAX_DETAIL])
 
 

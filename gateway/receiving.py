@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.cloudevents import SAFE_TOKEN
 from gateway.config import GatewayConfig
 from gateway.contracts import ContractCatalog, ContractVersion
 from gateway.contracts.upgrade import upgrade
@@ -115,13 +116,24 @@ class Receiver:
             b.version,
             b.issued_at,
             opened.payload,
-            record.header("ce_correlationid"),
+            self._correlation(record),
         )
         # 12. A consumer pinned to a later version gets the payload upgraded to it.
         pinned = self._pins.get(b.contract)
         if pinned is None or pinned <= contract.version:
             return message
         return self._upgraded(message, document, str(pinned))
+
+    @staticmethod
+    def _correlation(record: InboundRecord) -> str | None:
+        """The correlation id header: routing metadata, not signed, so held to the form a
+        publish accepts (it ends up in webhook headers and reply lookups)."""
+        value = record.header("ce_correlationid")
+        if value is not None and not SAFE_TOKEN.fullmatch(value):
+            raise VerificationError(
+                RejectReason.FORBIDDEN_HEADER, "ce_correlationid is not a correlation id"
+            )
+        return value
 
     def _check_routing(self, record: InboundRecord, b: Binding) -> None:
         """Headers are routing hints; they must agree with what was signed."""

@@ -24,11 +24,16 @@ if TYPE_CHECKING:
 
 class Replies:
     def __init__(self) -> None:
-        self._waiting: dict[tuple[str, str], asyncio.Future[Delivery]] = {}
+        self._waiting: dict[tuple[str, str], tuple[str, str, asyncio.Future[Delivery]]] = {}
 
-    def expect(self, requester: str, message_id: str) -> asyncio.Future[Delivery]:
+    def expect(
+        self, requester: str, message_id: str, *, responder: str, contract: str
+    ) -> asyncio.Future[Delivery]:
+        """Wait for the reply to ``message_id``: from ``responder`` (the request's one
+        recipient), under ``contract`` (the response contract). Anything else carrying
+        the same correlation id is an ordinary message."""
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        self._waiting[(requester, message_id)] = future
+        self._waiting[(requester, message_id)] = (responder, contract, future)
         return future
 
     def forget(self, requester: str, message_id: str) -> None:
@@ -39,9 +44,14 @@ class Replies:
         message = delivery.message
         if message.correlation_id is None:
             return False
-        future = self._waiting.pop((message.recipient, message.correlation_id), None)
-        if future is None or future.done():
+        key = (message.recipient, message.correlation_id)
+        waiting = self._waiting.get(key)
+        if waiting is None:
             return False
+        responder, contract, future = waiting
+        if message.sender != responder or message.contract != contract or future.done():
+            return False
+        del self._waiting[key]
         future.set_result(delivery)
         return True
 

@@ -233,17 +233,30 @@ def _start_inbox(
     app[INBOXES][participant] = inbox
     readiness = app[READINESS]
     readiness.inboxes[participant] = False
+    pusher: Callable[[], Pusher] | None = None
     if local is not None and local.webhook is not None:
-        pusher = Pusher(inbox, local.webhook, secrets=parts.webhook_secrets[participant])
+        webhook, secrets = local.webhook, parts.webhook_secrets[participant]
+
+        def pusher() -> Pusher:
+            return Pusher(
+                inbox,
+                webhook,
+                secrets=secrets,
+                admitted=lambda: parts.admission.admitted(participant),
+            )
+
         return asyncio.create_task(
             _supervise(inbox, readiness, pusher), name=f"inbox+push:{participant}"
         )
     return asyncio.create_task(_supervise(inbox, readiness), name=f"inbox:{participant}")
 
 
-async def _supervise(inbox: Inbox, readiness: Readiness, pusher: Pusher | None = None) -> None:
-    """Keep an inbox consuming (and its pusher pushing); after a failure, restart both
-    with a backoff: what was handed out and not acknowledged comes again."""
+async def _supervise(
+    inbox: Inbox, readiness: Readiness, pusher: Callable[[], Pusher] | None = None
+) -> None:
+    """Keep an inbox consuming (and a pusher pushing); after a failure, restart both
+    with a backoff: what was handed out and not acknowledged comes again, to a new
+    pusher (nothing of the old one's lanes is kept)."""
     failures = 0
     while True:
         watcher = asyncio.create_task(_mark_ready(inbox, readiness))
@@ -253,7 +266,7 @@ async def _supervise(inbox: Inbox, readiness: Readiness, pusher: Pusher | None =
             else:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(inbox.run())
-                    group.create_task(pusher.run())
+                    group.create_task(pusher().run())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

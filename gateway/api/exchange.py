@@ -43,17 +43,18 @@ async def send_request(request: web.Request) -> web.Response:
     if contract.response is None:
         raise NoResponseContract(f"{contract.ref} declares no response contract to answer with")
     config = request.app[CONFIG]
-    wait_s = number_param(request, "wait", 10, 0, config.http.max_request_wait_s)
+    longest = config.http.max_request_wait_s
+    wait_s = number_param(request, "wait", min(10, longest), 0, longest)
     message_id = new_message_id()
     replies = request.app[REPLIES]
-    waiting = replies.expect(sender, message_id)
+    to = [n.strip() for v in request.query.getall("to", []) for n in v.split(",") if n.strip()]
+    if len(to) != 1:
+        raise InvalidParameter("to", "a request goes to exactly one recipient: ?to=ID")
+    waiting = replies.expect(sender, message_id, responder=to[0], contract=contract.response)
     try:
 
         def build(body: bytes) -> Any:
-            sent = publish_request(request, sender, body, message_id=message_id)
-            if len(sent.to) != 1:
-                raise InvalidParameter("to", "a request goes to exactly one recipient: ?to=ID")
-            return sent
+            return publish_request(request, sender, body, message_id=message_id)
 
         accepted = await publish_within_limits(request, sender, build)
         try:
@@ -68,12 +69,25 @@ async def send_request(request: web.Request) -> web.Response:
     finally:
         replies.forget(sender, message_id)
     inbox = request.app[INBOXES][sender]
-    await inbox.ack([reply.tag])
     body = json.dumps({**_accepted(accepted), "correlation_id": message_id}).encode()
-    return web.Response(
+    response = web.Response(
         body=body[:-1] + b',"reply":' + delivery_json(reply) + b"}",
         content_type="application/json",
     )
+    # Acknowledged once the answer is written; a caller gone meanwhile (a client timeout
+    # shorter than the wait) finds the reply in its inbox instead.
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        await inbox.nack([reply.tag], delay_s=0)
+        return response
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        await inbox.nack([reply.tag], delay_s=0)
+        raise
+    await inbox.ack([reply.tag])
+    return response
 
 
 async def send_reply(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -354,6 +355,7 @@ async def nack_inbox(request: web.Request) -> web.Response:
 
 
 _KEEPALIVE_S = 15.0
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
 async def stream_inbox(request: web.Request) -> web.StreamResponse:
@@ -371,20 +373,33 @@ async def stream_inbox(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write(b": connected\n\n")
     batch = request.app[CONFIG].http.max_inbox_batch
-    # Until the consumer goes away (the write fails, or the handler is cancelled): what
-    # it did not acknowledge is handed out again after the visibility timeout.
-    while True:
+    participant = inbox.participant
+    # Until the consumer goes away: what it did not acknowledge is handed out again after
+    # the visibility timeout; what could not be written to it is given back at once.
+    while not _gone(request):
+        if not request.app[ADMISSION].admitted(participant):
+            break  # suspended while streaming: its messages wait, as its inbox does
         deliveries = await inbox.pull(max_messages=batch, wait_s=_KEEPALIVE_S)
-        if not deliveries:
-            await response.write(b": keepalive\n\n")
-            continue
-        await response.write(b"".join(_event(d) for d in deliveries))
+        if _gone(request):
+            await inbox.nack([d.tag for d in deliveries], delay_s=0)
+            break
+        try:
+            await response.write(b"".join(_event(d) for d in deliveries) or b": keepalive\n\n")
+        except (ConnectionError, RuntimeError):
+            await inbox.nack([d.tag for d in deliveries], delay_s=0)
+            break
+    return response
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _event(delivery: Delivery) -> bytes:
     """One server-sent event; a payload sent with line breaks spans several data lines."""
-    lines = delivery_json(delivery).split(b"\n")
-    data = b"".join(b"data: " + line.rstrip(b"\r") + b"\n" for line in lines)
+    lines = _LINE_BREAK.split(delivery_json(delivery))  # CR, LF or CRLF: each ends a line
+    data = b"".join(b"data: " + line + b"\n" for line in lines)
     return b"event: message\nid: " + delivery.tag.encode() + b"\n" + data + b"\n"
 
 

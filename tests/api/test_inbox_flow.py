@@ -83,7 +83,7 @@ async def test_a_message_given_back_with_a_delay_waits_for_it(gw: Gateway) -> No
     await publish(gw)
     [first] = await pull(gw)
 
-    await post(gw, "/v1/inbox/nack", {"tags": [first["tag"]], "delay_s": 0.5})
+    await post(gw, "/v1/inbox/nack", {"tags": [first["tag"]], "delay_s": 1.5})
 
     assert await pull(gw, wait=0.2) == []
     [again] = await pull(gw, wait=3)
@@ -208,7 +208,14 @@ async def test_a_consumer_falling_behind_shows_its_lag_and_others_publish_on(
             gw = Gateway(node, http, fed, MemoryTransport())
             for _ in range(20):
                 await publish(gw)
-            await asyncio.sleep(0.3)
+            async with asyncio.timeout(10):
+                while True:  # the inbox fetches up to its bound, then stops
+                    async with http.get("/v1/inbox/status", headers=fed.auth(ME)) as response:
+                        status = await response.json()
+                    if status["ready"] == 5:
+                        break
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # and takes no more
             async with http.get("/v1/inbox/status", headers=fed.auth(ME)) as response:
                 status = await response.json()
             assert (status["ready"], status["lag"]) == (5, 15)
@@ -226,12 +233,17 @@ async def test_a_consumer_falling_behind_shows_its_lag_and_others_publish_on(
 
 
 class PatientSource(MemorySource):
-    """Waits the whole fetch timeout when there is nothing, as a broker's long poll does."""
+    """Once it has served a record, waits longer than the test when there is nothing: so
+    only the commit made as the node stops can commit what was acknowledged."""
+
+    served = False
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
         records = await super().fetch(max_records, timeout_s)
-        if not records:
-            await asyncio.sleep(timeout_s)
+        if records:
+            self.served = True
+        elif self.served:
+            await asyncio.sleep(60)
         return records
 
 
@@ -254,3 +266,20 @@ async def test_what_was_acknowledged_is_committed_when_the_node_stops(tmp_path: 
         # Stopped at once, before the inbox's next cycle would have committed it.
     group = (f"{fed.prefix}inbox.{ME}", f"{fed.prefix}inbox.{ME}")
     assert transport.broker.committed[group] == 1
+
+
+async def test_a_payload_with_bare_carriage_returns_keeps_its_events_whole(gw: Gateway) -> None:
+    """CR alone ends a line in server-sent events: each one starts a new data line."""
+    body = json.dumps(referral(), separators=(",\r", ":")).encode()  # CR is JSON whitespace
+    message_id = await publish(gw, body)
+
+    async with gw.http.get("/v1/inbox/stream", headers=gw.fed.auth(ME)) as response:
+        raw = b""
+        async with asyncio.timeout(10):
+            while b"\n\n" not in raw.replace(b": connected\n\n", b""):
+                raw += await response.content.read(1)
+
+    event = raw.replace(b": connected\n\n", b"").split(b"\n\n")[0]
+    assert b"\r" not in event
+    data = [line[len(b"data: ") :] for line in event.split(b"\n") if line.startswith(b"data: ")]
+    assert json.loads(b"\n".join(data))["message_id"] == message_id

@@ -20,10 +20,11 @@ import pytest
 from aiohttp import web
 
 from gateway.config import GatewayConfig, WebhookConfig, load_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, TransportError
 from gateway.node import RunningNode, running_node
 from gateway.push import read_secrets, signature
-from tests.fakes import MemoryTransport
+from gateway.transport import InboundRecord
+from tests.fakes import MemorySource, MemoryTransport
 from tests.support import REFERRAL, Federation, referral
 
 ME = "socialtreasury"
@@ -305,3 +306,42 @@ def test_plain_http_to_a_loopback_endpoint_is_allowed(tmp_path: Path) -> None:
     hook = load_config(path).participants[0].webhook
     assert hook is not None
     assert hook.url == "http://127.0.0.1:9000/hook"
+
+
+class FlakyTransport(MemoryTransport):
+    """Its inbox sources fail one fetch (once ``trip`` is set): the inbox restarts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trip = False
+
+    def source(self, *, topic: str, group_id: str) -> MemorySource:
+        transport = self
+
+        class Flaky(MemorySource):
+            async def fetch(self, max_records: int, timeout_s: float) -> list[InboundRecord]:
+                if transport.trip:
+                    transport.trip = False
+                    raise TransportError("the broker went away")
+                return await super().fetch(max_records, timeout_s)
+
+        return Flaky(self.broker, topic, group_id)
+
+
+async def test_an_inbox_restart_while_a_key_is_retrying_loses_nothing(
+    tmp_path: Path, endpoint: Endpoint
+) -> None:
+    fed = Federation.create(tmp_path)
+    transport = FlakyTransport()
+    config = webhook_config(fed, endpoint.url, backoff_s=0.2, max_backoff_s=0.3)
+    endpoint.refuse = {b"REF-2026-000007": 2}
+    async with running_node(config, transport=transport) as node:
+        await node.wait_ready(5)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            push = Push(fed, node, http, transport, endpoint)
+            first = await push.publish(ordering_key="case-7", number=7)
+            await push.until(lambda: len(endpoint.calls) >= 1)
+            transport.trip = True  # the inbox restarts while case-7 waits for its retry
+            second = await push.publish(ordering_key="case-7", number=8)
+            await push.until(lambda: {first, second} <= set(endpoint.taken), timeout_s=20)
+    assert list(endpoint.taken).index(first) < list(endpoint.taken).index(second)

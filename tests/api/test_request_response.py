@@ -178,3 +178,29 @@ async def test_a_reply_to_a_message_whose_contract_has_no_response_is_refused(
 
     assert status == 422
     assert problem["type"] == "urn:gateway:problem:no-response-contract"
+
+
+def test_only_the_awaited_responder_under_the_response_contract_is_taken_as_the_reply() -> None:
+    """Anyone may put a correlation id on a message; the waiting call takes only the
+    request's recipient answering under the response contract."""
+    from gateway.delivery import Delivery
+    from gateway.receiving import ReceivedMessage
+    from gateway.replies import Replies
+    from gateway.transport import InboundRecord, Partition
+
+    def delivery(sender: str, contract: str) -> Delivery:
+        message = ReceivedMessage("m-2", sender, "minhealth", contract, "1.0.0", 0, b"{}", "m-1")
+        record = InboundRecord("t", 0, 0, None, b"", ())
+        return Delivery("tag", message, Partition("t", 0), 0, record)
+
+    async def check() -> None:
+        replies = Replies()
+        waiting = replies.expect("minhealth", "m-1", responder="socialtreasury", contract=RESULT)
+        assert not replies.claim(delivery("acme-analytics", RESULT))  # another sender
+        assert not replies.claim(delivery("socialtreasury", LOOKUP))  # another contract
+        assert not waiting.done()
+        assert replies.claim(delivery("socialtreasury", RESULT))
+        assert waiting.result().message.sender == "socialtreasury"
+        assert len(replies) == 0
+
+    asyncio.run(check())

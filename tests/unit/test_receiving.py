@@ -209,3 +209,16 @@ def test_entitled_ends_are_received(fed: Federation) -> None:
     assert entitled_receiver(fed, admission).receive(record(fed, value, headers)).sender == (
         "minhealth"
     )
+
+
+def test_a_correlation_header_not_in_the_form_a_publish_accepts_is_refused(
+    fed: Federation,
+) -> None:
+    """It is unsigned routing metadata that ends up in webhook headers: no line breaks."""
+    _, value, headers = fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    headers = [*headers, ("ce_correlationid", b"x\r\nX-Injected: 1")]
+    with pytest.raises(VerificationError) as info:
+        receiver(fed, {}).receive(record(fed, value, headers))
+    assert info.value.reason is RejectReason.FORBIDDEN_HEADER
