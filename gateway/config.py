@@ -65,6 +65,10 @@ class HttpConfig:
     max_json_depth: int = 32
     max_inbox_batch: int = 100
     max_inbox_wait_s: float = 30.0
+    max_batch_messages: int = 500
+    """Messages in one ``messages:batch`` request, at most."""
+    max_batch_bytes: int = 16 * 1_048_576
+    """Size of one ``messages:batch`` request body, at most."""
     max_request_wait_s: float = 30.0
     """Longest a request waits for its reply before answering 202 (the reply then
     arrives in the requester's inbox)."""

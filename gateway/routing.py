@@ -109,6 +109,50 @@ class Router:
         )
         return Accepted(message_id, contract.ref, recipients)
 
+    async def publish_batch(
+        self, requests: Sequence[PublishRequest]
+    ) -> list[Accepted | GatewayError]:
+        """Publish several messages with one wait for the broker: each is checked, signed
+        and sealed on its own (a refusal is that item's result, audited as usual), then
+        every accepted item's records go to Kafka together and are acknowledged
+        together. If the broker does not acknowledge them, every accepted item fails
+        with that error (some of its records may have reached Kafka: retry them with an
+        Idempotency-Key, whose derived id makes a second copy a duplicate)."""
+        results: list[Accepted | GatewayError] = []
+        pending: list[tuple[int, str, PublishRequest, ContractVersion, tuple[str, ...]]] = []
+        records: list[OutboundRecord] = []
+        for request in requests:
+            message_id = request.message_id or new_message_id()
+            try:
+                contract, payload, recipients = self._admit(request)
+                records += self._envelopes(message_id, request, contract, payload, recipients)
+            except GatewayError as exc:
+                self._refused(message_id, request, exc)
+                results.append(exc)
+                continue
+            pending.append((len(results), message_id, request, contract, recipients))
+            results.append(Accepted(message_id, contract.ref, recipients))
+        if not records:
+            return results
+        try:
+            await self._publisher.publish(records)
+        except GatewayError as exc:
+            for index, message_id, request, _, _ in pending:
+                self._refused(message_id, request, exc)
+                results[index] = exc
+            return results
+        for _, message_id, request, contract, recipients in pending:
+            self._audit.record(
+                "message.accepted",
+                message_id=message_id,
+                contract=contract.ref,
+                sender=request.sender,
+                recipients=list(recipients),
+                payload_sha256=digest(request.body),
+                payload_size=len(request.body),
+            )
+        return results
+
     def _admit(self, request: PublishRequest) -> tuple[ContractVersion, Any, tuple[str, ...]]:
         # 1. The contract exists and the sender is one of its producers.
         contract = self._catalog.resolve(request.contract)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from gateway.api import audit, contracts, dlq, exchange, handlers
+from gateway.api import audit, batch, contracts, dlq, exchange, handlers
 from gateway.api.auth import Authenticator
 from gateway.api.keys import (
     ADMISSION,
@@ -121,6 +121,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_get("/v1/inbox", handlers.pull_inbox)
     app.router.add_post("/v1/inbox/ack", handlers.ack_inbox)
     app.router.add_post("/v1/inbox/nack", handlers.nack_inbox)
+    app.router.add_post("/v1/contracts/{contract}/messages:batch", batch.publish_batch)
     app.router.add_post("/v1/contracts/{contract}/requests", exchange.send_request)
     app.router.add_post("/v1/messages/{message_id}/reply", exchange.send_reply)
     app.router.add_get("/v1/inbox/stream", handlers.stream_inbox)

@@ -553,6 +553,81 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/contracts/{contract}/messages:batch": {
+        "post": {
+            "operationId": "publishBatch",
+            "summary": "Publish many messages under one contract, one wait for the broker",
+            "description": (
+                "Each item is checked, signed, sealed, rate-limited, counted against the quota "
+                "and audited as a single publish is; the accepted items are durable in Kafka "
+                "when the answer comes. The answer is 200 with one result per item, in order: "
+                "`status` 202 with the message id, or the item's problem. An item's payload is "
+                "signed as compact JSON. `idempotency_key` makes an item's message id a "
+                "function of sender, key and payload, so a retried batch's second copy is "
+                "suppressed by receivers."
+            ),
+            "parameters": [_CONTRACT_PARAM],
+            "requestBody": {
+                "required": True,
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["messages"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "messages": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["payload"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "payload": {},
+                                        "to": {"type": "array", "items": {"type": "string"}},
+                                        "ordering_key": {"type": "string"},
+                                        "correlation_id": {"type": "string"},
+                                        "idempotency_key": {"type": "string"},
+                                    },
+                                },
+                            }
+                        },
+                    }
+                ),
+            },
+            "responses": {
+                "200": {
+                    "description": "One result per item, in order.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {
+                                "results": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {
+                                            "status": {"type": "integer"},
+                                            "message_id": {"type": "string"},
+                                            "contract": {"type": "string"},
+                                            "recipients": {
+                                                "type": "array",
+                                                "items": {"type": "string"},
+                                            },
+                                            "problem": {"type": "object"},
+                                        },
+                                    },
+                                }
+                            },
+                        }
+                    ),
+                },
+                **_problems(400, 401, 403, 404, 413, 415),
+            },
+        }
+    },
     "/v1/contracts/{contract}/requests": {
         "post": {
             "operationId": "sendRequest",
