@@ -12,9 +12,10 @@ violation can be logged or returned without echoing personal data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
@@ -75,6 +76,36 @@ def _remote_refs(schema: Any) -> Iterator[str]:
             yield from _remote_refs(item)
 
 
+def _reference_formats() -> dict[str, Callable[[str], bool]]:
+    """The reference's own format functions, for the fast validator to call: formats are
+    where the two disagree otherwise (tests/unit/test_validator_agreement.py)."""
+    checker = Draft202012Validator.FORMAT_CHECKER
+
+    def make(name: str) -> Callable[[str], bool]:
+        return lambda value: checker.conforms(value, name)
+
+    return {name: make(name) for name in checker.checkers}
+
+
+_FORMATS = _reference_formats()
+
+
+def _fast_validator(schema: Mapping[str, Any] | bool) -> jsonschema_rs.Validator | None:
+    """jsonschema_rs over the same schema: offline (a contract is self-contained), with
+    the reference's format functions. Its ``pattern`` (ECMA-262) and ``multipleOf``
+    (exact) are what the gateway's own keywords implement (gateway/contracts/keywords.py).
+    None when it cannot compile the schema: the reference alone then decides."""
+    try:
+        return jsonschema_rs.validator_for(
+            schema if isinstance(schema, bool) else dict(schema),
+            validate_formats=True,
+            offline=True,
+            formats=_FORMATS,
+        )
+    except (ValueError, TypeError, jsonschema_rs.ValidationError):
+        return None
+
+
 def pointer(path: Iterable[str | int]) -> str:
     """The RFC 6901 JSON pointer for a sequence of member names and indexes."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
@@ -101,8 +132,18 @@ class PayloadValidator:
             format_checker=Draft202012Validator.FORMAT_CHECKER,
             registry=_OFFLINE,
         )
+        self._fast = _fast_validator(schema)
 
     def violations(self, instance: Any) -> list[Violation]:
+        """Every violation, or none. A valid payload (the usual case) is recognised by the
+        fast validator; only one it refuses is walked by the reference, which names the
+        violations (and has the last word: it may still find none)."""
+        if self._fast is not None:
+            try:
+                if self._fast.is_valid(instance):
+                    return []
+            except (ValueError, OverflowError):  # a value it cannot take: the reference decides
+                pass
         found = {
             (v.pointer, v.keyword): v
             for error in self._validator.iter_errors(instance)
