@@ -1,10 +1,11 @@
 """Strict, bounded JSON parsing for bytes that come from outside.
 
-Partners' bodies are parsed once, here, with limits that hold before any
-recursion starts: a size cap, a nesting cap (checked by a linear scan, so a
-nesting bomb costs at most ``max_depth`` steps), strict UTF-8, no duplicate
-member names (two parsers must never see two different documents), and no
-``NaN`` / ``Infinity`` or numbers too large to represent.
+Partners' bodies are parsed once, here, with limits: a size cap (before
+anything else), a nesting cap (checked on the parsed value; a nesting bomb
+stops the C parser at the interpreter's recursion limit, a thousand levels,
+and is refused the same way), strict UTF-8, no duplicate member names (two
+parsers must never see two different documents), and no ``NaN`` /
+``Infinity`` or numbers too large to represent.
 
     >>> parse_json(b'{"a": [1, 2]}', max_bytes=1024, max_depth=8)
     {'a': [1, 2]}
@@ -14,15 +15,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from gateway.errors import MalformedJSON, PayloadTooLarge
-
-# Possessive, and an unterminated string runs to the end: each byte is scanned
-# once, so a body of unbalanced quotes cannot make the pre-scan quadratic.
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def parse_json(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
@@ -33,32 +28,38 @@ def parse_json(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedJSON(f"body is not valid UTF-8 (byte {exc.start})") from exc
-    _check_depth(body, max_depth)
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_unique_members,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
         )
+    except RecursionError:  # nested past the interpreter's limit: far past any max_depth
+        raise MalformedJSON(f"JSON nesting is deeper than {max_depth} levels") from None
     except json.JSONDecodeError as exc:
         raise MalformedJSON(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
     except ValueError as exc:  # int too long to convert, from the stdlib
         raise MalformedJSON(f"invalid JSON: {exc}") from exc
+    _check_depth(value, max_depth)
+    return value
 
 
-def _check_depth(body: bytes, max_depth: int) -> None:
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
-    depth = 0
-    for byte in brackets:
-        if byte in b"[{":
-            depth += 1
-            if depth > max_depth:
-                raise MalformedJSON(f"JSON nesting is deeper than {max_depth} levels")
-        else:
-            depth -= 1
+def _check_depth(value: Any, max_depth: int) -> None:
+    """Objects and arrays nested at most ``max_depth`` deep (the outermost is 1). Walked
+    after parsing (the C parser refuses what would exhaust the stack): a scan of the
+    raw bytes that skips strings cost more than the parse itself."""
+    if not isinstance(value, dict | list):
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise MalformedJSON(f"JSON nesting is deeper than {max_depth} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
