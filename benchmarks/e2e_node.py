@@ -1,0 +1,80 @@
+"""``gateway serve`` under cProfile, or with a Kafka consumer setting the gateway lacks.
+
+    python benchmarks/e2e_node.py --config node-a.yaml [--profile OUT]
+        [--fetch-wait-ms N] [--producer-batch-bytes N]
+
+``benchmarks/e2e.py`` starts its nodes with ``python -m gateway.cli serve``; it
+starts them with this script only when asked to profile them or to try a what-if:
+
+- ``--profile OUT``: run the node under cProfile and write the statistics to
+  ``OUT`` when it stops (``python -m pstats OUT``, then ``sort tottime`` and
+  ``stats 30``). cProfile counts every call, so the node runs slower under it
+  (about twice the CPU per message); read the shares, not the microseconds.
+  The clock is the process's CPU time (user and system), so waiting, for work
+  or for a core, counts for nothing.
+- ``--fetch-wait-ms N``: every aiokafka consumer the node creates gets
+  ``fetch_max_wait_ms=N`` unless it sets its own (aiokafka's default is 500).
+  The embedded Tansu broker holds a fetch that long even when records arrive
+  meanwhile, so this bounds the time a record waits in the broker for a node
+  to read it. The gateway has no setting for it yet; this measures what one
+  would give.
+- ``--producer-batch-bytes N``: the node's producer gets ``max_batch_size=N``
+  (aiokafka's default is 16384). A record that does not fit the open batch of
+  its partition waits for that batch to be sent, and aiokafka sends one
+  request per broker at a time: with 2.7 KB envelopes six fit a batch, and
+  a 30 KB one is a batch of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiokafka
+
+import gateway.transport.kafka
+from gateway.cli import main as gateway_main
+
+
+def patch(name: str, **settings: int) -> None:
+    """Give the aiokafka clients ``gateway.transport.kafka`` creates these settings."""
+    # A keyword the caller passes wins over the partial's (the topic reader's 100 ms).
+    patched = functools.partial(getattr(aiokafka, name), **settings)
+    vars(gateway.transport.kafka)[name] = patched
+
+
+def profiled(argv: list[str], out: Path) -> int:
+    # CPU time, not wall time: on a shared machine a process descheduled inside a call
+    # would otherwise have that call charged with the wait.
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        return gateway_main(argv)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--profile", type=Path, help="write cProfile statistics to OUT")
+    parser.add_argument("--fetch-wait-ms", type=int, help="aiokafka fetch_max_wait_ms")
+    parser.add_argument("--producer-batch-bytes", type=int, help="aiokafka max_batch_size")
+    args = parser.parse_args(argv)
+    if args.fetch_wait_ms is not None:
+        patch("AIOKafkaConsumer", fetch_max_wait_ms=args.fetch_wait_ms)
+    if args.producer_batch_bytes is not None:
+        patch("AIOKafkaProducer", max_batch_size=args.producer_batch_bytes)
+    serve = ["serve", "--config", str(args.config)]
+    return profiled(serve, args.profile) if args.profile else gateway_main(serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
