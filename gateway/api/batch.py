@@ -29,6 +29,7 @@ from aiohttp import web
 from gateway.api.handlers import participant_of, publish_request, read_body, require_json
 from gateway.api.keys import AUDIT, CONFIG, LIMITER, ROUTER
 from gateway.api.problems import TYPE_PREFIX, status_of
+from gateway.cloudevents import SAFE_TOKEN
 from gateway.errors import GatewayError, InvalidParameter, Throttled
 from gateway.ids import derived_message_id
 from gateway.jsonparse import parse_json
@@ -103,8 +104,14 @@ def _item(request: web.Request, sender: str, index: int, item: Any) -> PublishRe
     if not isinstance(to, list) or not all(isinstance(t, str) for t in to):
         raise InvalidParameter(where, f"{where}.to: a list of participant ids")
     text = {k: item.get(k) for k in ("ordering_key", "correlation_id", "idempotency_key")}
-    if not all(v is None or isinstance(v, str) for v in text.values()):
-        raise InvalidParameter(where, f"{where}: ordering_key and correlation_id are strings")
+    if not all(
+        v is None or (isinstance(v, str) and SAFE_TOKEN.fullmatch(v)) for v in text.values()
+    ):
+        raise InvalidParameter(
+            where,
+            f"{where}: ordering_key, correlation_id and idempotency_key are 1-128 of "
+            "A-Z a-z 0-9 . _ : / @ + = -",
+        )
     body = json.dumps(item["payload"], ensure_ascii=False, separators=(",", ":")).encode()
     publish = publish_request(request, sender, body, to=to, correlation_id=text["correlation_id"])
     publish = dataclasses.replace(publish, ordering_key=text["ordering_key"])

@@ -81,6 +81,9 @@ async def test_when_the_broker_does_not_acknowledge_every_item_fails(gateway: Ga
         {"messages": [{"payload": {}, "extra": 1}]},
         {"messages": [{"payload": {}, "to": "socialtreasury"}]},
         {"messages": [{"payload": {}}], "more": 1},
+        {"messages": [{"payload": {}, "correlation_id": "a\r\nb"}]},
+        {"messages": [{"payload": {}, "ordering_key": ""}]},
+        {"messages": [{"payload": {}, "idempotency_key": 7}]},
     ],
 )
 async def test_a_malformed_batch_is_a_400_and_sends_nothing(gateway: Gateway, body: Any) -> None:
