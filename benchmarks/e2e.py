@@ -2,7 +2,7 @@
 
     python benchmarks/e2e.py            # every scenario and both baselines, ~5 min
     python benchmarks/e2e.py --quick    # a smoke run, ~1 min
-    python benchmarks/e2e.py --soak     # adds 10 minutes of steady load: is node RSS flat?
+    python benchmarks/e2e.py --soak     # 10 minutes of steady load instead: is node RSS flat?
     python benchmarks/e2e.py --json     # for machines
 
 Processes, as in a deployment, started afresh for every scenario: the broker
@@ -81,7 +81,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--warmup", type=int, default=300, help="messages published and delivered first")
     add("--only", action="append", default=[], help="run scenarios whose name has this text")
     add("--quick", action="store_true", help="a smoke run: 3 scenarios of 3 s")
-    add("--soak", action="store_true", help="also run steady load for --soak-minutes")
+    add("--soak", action="store_true", help="instead of the scenarios, --soak-minutes of load")
     add("--soak-minutes", type=float, default=10.0)
     add("--soak-rate", type=float, default=500.0, help="open-loop msg/s during the soak")
     add("--keep", type=Path, help="keep keys, configs and the processes' logs here")
@@ -96,6 +96,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         help="what-if: the nodes' and raw producer's max_batch_size (aiokafka default 16384)",
     )
+    add("--uvloop", action="store_true", help="what-if: the nodes on uvloop (pip install uvloop)")
     add("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.profile and args.keep is None:
@@ -112,6 +113,8 @@ def wrapper(args: argparse.Namespace, home: Path, node_id: str) -> list[str]:
         options += ["--fetch-wait-ms", str(args.fetch_wait_ms)]
     if args.producer_batch_bytes is not None:
         options += ["--producer-batch-bytes", str(args.producer_batch_bytes)]
+    if args.uvloop:
+        options.append("--uvloop")
     return options
 
 
@@ -146,10 +149,6 @@ async def bench(args: argparse.Namespace, note: Callable[[str], None]) -> dict[s
         note("baselines")
         results["baselines"] = await baselines(args, root)
         results["scenarios"] = []
-        for n, scenario in enumerate(scenarios(args), 1):
-            note(f"{scenario.name} (load average {os.getloadavg()[0]:.2f})")
-            row = await run_scenario(scenario, fed, args, root / f"run-{n:02d}")
-            results["scenarios"].append(row)
         if args.soak:
             note(f"soak: {args.soak_minutes:g} min at {args.soak_rate:g} msg/s")
             scenario = Scenario(
@@ -157,6 +156,11 @@ async def bench(args: argparse.Namespace, note: Callable[[str], None]) -> dict[s
             )
             soak = await run_scenario(scenario, fed, args, root / "soak", keep_rss_every_s=10.0)
             results["soak"] = soak
+            return results
+        for n, scenario in enumerate(scenarios(args), 1):
+            note(f"{scenario.name} (load average {os.getloadavg()[0]:.2f})")
+            row = await run_scenario(scenario, fed, args, root / f"run-{n:02d}")
+            results["scenarios"].append(row)
     return results
 
 
@@ -169,6 +173,7 @@ def header(args: argparse.Namespace) -> dict[str, Any]:
         "broker": "KAFKA_BOOTSTRAP" if os.environ.get("KAFKA_BOOTSTRAP") else "embedded Tansu",
         "fetch_wait_ms": args.fetch_wait_ms,
         "producer_batch_bytes": args.producer_batch_bytes,
+        "uvloop": args.uvloop,
         "profiled": args.profile,
     }
 

@@ -25,12 +25,17 @@ def render(results: dict[str, Any]) -> str:
         _crypto_table(results["baselines"]["crypto"]),
         _kafka_table(results["baselines"]["kafka"]),
         _throughput_table(results),
-        _cost_table(results["scenarios"]),
+        _cost_table(_rows(results)),
         _targets_table(results),
     ]
     if "soak" in results:
         parts.append(_soak(results["soak"]))
     return "\n\n".join(parts) + "\n"
+
+
+def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scenarios' rows, and the soak's."""
+    return [*results["scenarios"], *([results["soak"]] if "soak" in results else [])]
 
 
 def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
@@ -63,6 +68,8 @@ def _variations(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"WHAT-IF: every producer's max_batch_size = {results['producer_batch_bytes']}"
         )
+    if results.get("uvloop"):
+        lines.append("WHAT-IF: both nodes on uvloop's event loop")
     if results.get("profiled"):
         lines.append("PROFILED: both nodes ran under cProfile (slower than without)")
     return lines
@@ -126,7 +133,7 @@ def _throughput_table(results: dict[str, Any]) -> str:
     floors = results["baselines"]["crypto"]
     ceilings = {c["size"]: c for c in results["baselines"]["kafka"]}
     rows = []
-    for row in results["scenarios"]:
+    for row in _rows(results):
         s = row["scenario"]
         floor = next(
             f for f in floors if (f["size"], f["recipients"]) == (s["size"], s["recipients"])
@@ -250,7 +257,7 @@ def _raw_share(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[tupl
 
 def _rss(results: dict[str, Any]) -> tuple[str, ...]:
     nodes = ("node-a", "node-b")
-    rows = [*results["scenarios"], *([results["soak"]] if "soak" in results else [])]
+    rows = _rows(results)
     # The larger of the sampled peak and VmHWM (each node is a fresh process per scenario).
     peak = max(
         (r[k].get(n, 0) for r in rows for n in nodes for k in ("peak_rss", "vm_hwm")), default=0
