@@ -83,7 +83,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--quick", action="store_true", help="a smoke run: 3 scenarios of 3 s")
     add("--soak", action="store_true", help="instead of the scenarios, --soak-minutes of load")
     add("--soak-minutes", type=float, default=10.0)
-    add("--soak-rate", type=float, default=500.0, help="open-loop msg/s during the soak")
+    add("--soak-rate", type=float, default=250.0, help="open-loop msg/s during the soak")
     add("--keep", type=Path, help="keep keys, configs and the processes' logs here")
     add("--profile", action="store_true", help="cProfile both nodes into --keep")
     add(
@@ -245,9 +245,9 @@ async def run_scenario(
         finally:
             sampling.cancel()
     row.update(name=scenario.name, scenario=scenario.to_json(), peak_rss=sampler.peak)
-    if sampler.samples:  # seconds from the first sample, RSS bytes per process
+    if sampler.samples:  # seconds from the first sample; RSS bytes, CPU seconds per process
         first = sampler.samples[0][0]
-        row["rss_series"] = [(round(t - first, 1), s) for t, s in sampler.samples]
+        row["series"] = [(round(t - first, 1), rss, cpu) for t, rss, cpu in sampler.samples]
     return row
 
 

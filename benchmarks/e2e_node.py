@@ -9,7 +9,7 @@ starts them with this script only when asked to profile them or to try a what-if
 - ``--profile OUT``: run the node under cProfile and write the statistics to
   ``OUT`` when it stops (``python -m pstats OUT``, then ``sort tottime`` and
   ``stats 30``). cProfile counts every call, so the node runs slower under it
-  (about twice the CPU per message); read the shares, not the microseconds.
+  (four to five times the CPU per message); read the shares, not the microseconds.
   The clock is the process's CPU time (user and system), so waiting, for work
   or for a core, counts for nothing.
 - ``--fetch-wait-ms N``: every aiokafka consumer the node creates gets

@@ -269,7 +269,7 @@ def _rss(results: dict[str, Any]) -> tuple[str, ...]:
             f"{peak / MIB:,.0f} MiB; flat: needs --soak",
             peak < 300 * MIB,
         )
-    growth = {n: _growth(results["soak"]["rss_series"], n) for n in nodes}
+    growth = {n: _growth(results["soak"]["series"], n) for n in nodes}
     text = "; ".join(f"{n} {g / MIB:+,.1f} MiB after the first minute" for n, g in growth.items())
     flat = all(g < FLAT_BYTES for g in growth.values())
     return _verdict(
@@ -284,34 +284,50 @@ FLAT_BYTES = 10 * MIB
 """RSS growth from the end of the soak's first minute to its end still called flat."""
 
 
-def _growth(series: list[tuple[float, dict[str, int]]], name: str) -> int:
+def _growth(series: list[Any], name: str) -> int:
     """RSS at the end minus RSS once the first minute (warm-up, caches filling) is over."""
-    settled = next((s for t, s in series if t >= 60), series[0][1])
-    return series[-1][1].get(name, 0) - settled.get(name, 0)
+    settled = next((rss for t, rss, _ in series if t >= 60), series[0][1])
+    return int(series[-1][1].get(name, 0) - settled.get(name, 0))
+
+
+SOAK_NAMES = ("node-a", "node-b", "broker")
 
 
 def _soak(row: dict[str, Any]) -> str:
-    series = row["rss_series"]
+    series = row["series"]
     shown = series[:: max(1, len(series) // 20)]
     if shown[-1] is not series[-1]:
         shown.append(series[-1])
-    lines = [
+    head = (
+        "minute",
+        *(f"{n} RSS MiB" for n in SOAK_NAMES),
+        *(f"{n} CPU %" for n in SOAK_NAMES),
+    )
+    rows = [
+        (
+            f"{t / 60:.1f}",
+            *(f"{rss.get(n, 0) / MIB:,.1f}" for n in SOAK_NAMES),
+            *(_busy(before, (t, cpu), n) for n in SOAK_NAMES),
+        )
+        for (t, rss, cpu), before in zip(
+            shown, [None, *((t, c) for t, _, c in shown[:-1])], strict=True
+        )
+    ]
+    title = (
         f"Soak: {row['name']}: accepted {row['accepted_per_s']:,.0f} msg/s, delivered "
         f"{row['delivered_per_s']:,.0f} msg/s, p99 {_latency(row['latency_ms'], 'p99')} ms; "
-        "RSS sampled every 10 s",
-        "",
-        _table(
-            ("minute", "node-a RSS MiB", "node-b RSS MiB", "broker RSS MiB"),
-            (
-                (
-                    f"{t / 60:.1f}",
-                    *(f"{s.get(n, 0) / MIB:,.1f}" for n in ("node-a", "node-b", "broker")),
-                )
-                for t, s in shown
-            ),
-        ),
-    ]
-    return "\n".join(lines)
+        "RSS and CPU (% of one core since the row before) sampled every 10 s"
+    )
+    return title + "\n\n" + _table(head, rows)
+
+
+def _busy(
+    before: tuple[float, dict[str, float]] | None, now: tuple[float, dict[str, float]], name: str
+) -> str:
+    if before is None or now[0] <= before[0]:
+        return "-"
+    used = now[1].get(name, 0.0) - before[1].get(name, 0.0)
+    return f"{used / (now[0] - before[0]):.0%}"
 
 
 def _size(size: int) -> str:

@@ -76,8 +76,8 @@ class RssSampler:
         self._pids = dict(pids)
         self._every_s = every_s
         self.peak: dict[str, int] = dict.fromkeys(self._pids, 0)
-        self.samples: list[tuple[float, dict[str, int]]] = []
-        """(monotonic time, RSS bytes per process) of every sample."""
+        self.samples: list[tuple[float, dict[str, int], dict[str, float]]] = []
+        """(monotonic time, RSS bytes, CPU seconds so far) per process, of each kept sample."""
 
     def sample(self) -> dict[str, int]:
         now = {}
@@ -95,5 +95,5 @@ class RssSampler:
             now = self.sample()
             if keep_every_s is not None and loop.time() - kept >= keep_every_s:
                 kept = loop.time()
-                self.samples.append((kept, now))
+                self.samples.append((kept, now, cpu_of(self._pids)))
             await asyncio.sleep(self._every_s)
