@@ -61,8 +61,13 @@ from e2e_state import BENCH_CONTRACT, RECIPIENTS, Federation, build, referral
 from harness import machine
 from procstats import RssSampler, cpu_of, hwm_bytes
 
+from gateway.config import KafkaConfig
 from gateway.demo import PRODUCER
 from gateway.logs import configure_logging
+
+GATEWAY_BATCH_BYTES = KafkaConfig().producer_batch_bytes
+GATEWAY_FETCH_WAIT_MS = KafkaConfig().fetch_max_wait_ms
+"""The raw baseline's producer batches, and its consumer fetches, as the nodes' do."""
 
 LOAD = Path(__file__).resolve().parent / "e2e_load.py"
 PACKAGES = ["aiohttp", "aiokafka", "cryptography", "jsonschema", "jsonschema-rs", "structlog"]
@@ -89,7 +94,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add(
         "--fetch-wait-ms",
         type=int,
-        help="what-if: the nodes' and raw consumer's fetch_max_wait_ms (aiokafka default 500)",
+        help="what-if: the nodes' and raw consumer's fetch_max_wait_ms (gateway default 50)",
     )
     add(
         "--producer-batch-bytes",
@@ -197,8 +202,8 @@ async def baselines(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 in_flight=args.raw_inflight,
                 scratch=home,
                 broker_pid=broker_pid,
-                fetch_wait_ms=args.fetch_wait_ms or 500,
-                producer_batch_bytes=args.producer_batch_bytes or 16384,
+                fetch_wait_ms=args.fetch_wait_ms or GATEWAY_FETCH_WAIT_MS,
+                producer_batch_bytes=args.producer_batch_bytes or GATEWAY_BATCH_BYTES,
             )
         ceilings.append({"size": size, **ceiling})
     return {"crypto": floors, "kafka": ceilings}

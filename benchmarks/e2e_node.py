@@ -1,4 +1,4 @@
-"""``gateway serve`` under cProfile, or with a Kafka consumer setting the gateway lacks.
+"""``gateway serve`` under cProfile, or with Kafka client settings forced on it.
 
     python benchmarks/e2e_node.py --config node-a.yaml [--profile OUT]
         [--fetch-wait-ms N] [--producer-batch-bytes N] [--uvloop]
@@ -13,16 +13,15 @@ starts them with this script only when asked to profile them or to try a what-if
   The clock is the process's CPU time (user and system), so waiting, for work
   or for a core, counts for nothing.
 - ``--fetch-wait-ms N``: every aiokafka consumer the node creates gets
-  ``fetch_max_wait_ms=N`` unless it sets its own (aiokafka's default is 500).
-  The embedded Tansu broker holds a fetch that long even when records arrive
-  meanwhile, so this bounds the time a record waits in the broker for a node
-  to read it. The gateway has no setting for it yet; this measures what one
-  would give.
+  ``fetch_max_wait_ms=N``, whatever ``kafka.fetch_max_wait_ms`` (inboxes, 50 by
+  default) and the topic reader's 100 say. The embedded Tansu broker holds a
+  fetch that long even when records arrive meanwhile, so this bounds the time a
+  record waits in the broker for a node to read it.
 - ``--producer-batch-bytes N``: the node's producer gets ``max_batch_size=N``
-  (aiokafka's default is 16384). A record that does not fit the open batch of
-  its partition waits for that batch to be sent, and aiokafka sends one
-  request per broker at a time: with 2.7 KB envelopes six fit a batch, and
-  a 30 KB one is a batch of its own.
+  whatever ``kafka.producer_batch_bytes`` says (the gateway's default is 512 KiB,
+  aiokafka's 16 KiB). A record that does not fit the open batch of its
+  partition waits for that batch to be sent, and aiokafka sends one request
+  per broker at a time: with 16 KiB, six 2.7 KB envelopes fit a batch.
 - ``--uvloop``: run the node on uvloop's event loop instead of asyncio's (not
   a dependency of the gateway: ``pip install uvloop``).
 """
@@ -32,11 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import functools
 import importlib
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,11 +45,16 @@ import gateway.transport.kafka
 from gateway.cli import main as gateway_main
 
 
-def patch(name: str, **settings: int) -> None:
-    """Give the aiokafka clients ``gateway.transport.kafka`` creates these settings."""
-    # A keyword the caller passes wins over the partial's (the topic reader's 100 ms).
-    patched = functools.partial(getattr(aiokafka, name), **settings)
-    vars(gateway.transport.kafka)[name] = patched
+def patch(name: str, *, force: bool = False, **settings: int) -> None:
+    """Give the aiokafka clients ``gateway.transport.kafka`` creates these settings;
+    a keyword the gateway passes itself wins unless ``force`` (the topic reader keeps
+    its 100 ms fetch wait; the producer's batch size is the what-if's)."""
+    original = getattr(aiokafka, name)
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **({**kwargs, **settings} if force else {**settings, **kwargs}))
+
+    vars(gateway.transport.kafka)[name] = create
 
 
 def profiled(argv: list[str], out: Path) -> int:
@@ -77,9 +81,9 @@ def main(argv: list[str]) -> int:
         uvloop = importlib.import_module("uvloop")  # looked up: not installed everywhere
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.fetch_wait_ms is not None:
-        patch("AIOKafkaConsumer", fetch_max_wait_ms=args.fetch_wait_ms)
+        patch("AIOKafkaConsumer", force=True, fetch_max_wait_ms=args.fetch_wait_ms)
     if args.producer_batch_bytes is not None:
-        patch("AIOKafkaProducer", max_batch_size=args.producer_batch_bytes)
+        patch("AIOKafkaProducer", force=True, max_batch_size=args.producer_batch_bytes)
     serve = ["serve", "--config", str(args.config)]
     return profiled(serve, args.profile) if args.profile else gateway_main(serve)
 

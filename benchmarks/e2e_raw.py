@@ -7,13 +7,15 @@ Run by ``benchmarks/e2e.py`` as two processes, as the gateway's two nodes are:
 the consumer first (it prints ``ready`` once the group gave it the topic's
 partitions), then the producer. Both use the gateway's client settings
 (``gateway/transport/kafka.py``). The producer: ``acks=all``, no idempotence,
-``linger_ms=5``, aiokafka's default ``max_batch_size`` (``BATCH_BYTES``:
-16384, unless ``benchmarks/e2e.py --producer-batch-bytes`` tries another),
+``linger_ms=5``, the gateway's ``max_batch_size`` (``BATCH_BYTES``: the
+default ``kafka.producer_batch_bytes``, unless ``benchmarks/e2e.py
+--producer-batch-bytes`` tries another),
 ``IN_FLIGHT`` sends each awaiting its acknowledgement before the next (as
 concurrent publish requests do), CloudEvents headers as the gateway writes
 them and a message id as the key. The consumer: a group member that never
 auto-commits and commits after every fetch, with aiokafka's default
-``fetch_max_wait_ms`` (``FETCH_WAIT_MS``: 500, unless ``--fetch-wait-ms``).
+``fetch_max_wait_ms`` (``FETCH_WAIT_MS``: the gateway's default
+``kafka.fetch_max_wait_ms``, unless ``--fetch-wait-ms``).
 Records are ``SIZE`` random bytes: the size of a sealed envelope, not of the
 payload.
 

@@ -170,6 +170,10 @@ class Limiter:
                 retry_after_s=max(1, math.ceil(wait_s)),
             )
 
+    def has_quota(self, participant: str) -> bool:
+        """Whether the participant's accepted bytes are counted (a daily quota is set)."""
+        return self._allowance(participant).quota is not None
+
     @contextlib.contextmanager
     def quota(self, participant: str, size: int) -> Iterator[None]:
         """Hold ``size`` bytes for the block; they count only if it ends without an error."""

@@ -29,6 +29,7 @@ from gateway.errors import (
     ContractViolation,
     Forbidden,
     GatewayError,
+    PayloadTooLarge,
     RecipientNotAllowed,
     UnknownRecipient,
 )
@@ -56,6 +57,10 @@ class PublishRequest:
     traceparent: str | None = None
     message_id: str | None = None
     """Chosen by the caller (a request waits for replies to it); default: a new one."""
+    parsed: tuple[Any] | None = None
+    """``(payload,)`` when the caller already parsed ``body``'s value with
+    :func:`~gateway.jsonparse.parse_json` under the node's limits (a batch item: the
+    batch document was parsed once); ``body`` must be its compact serialisation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +171,16 @@ class Router:
             )
         # 2. The body is bounded, well-formed JSON that satisfies the contract.
         http = self._config.http
-        payload = parse_json(
-            request.body, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
-        )
+        if request.parsed is None:
+            payload = parse_json(
+                request.body, max_bytes=http.max_body_bytes, max_depth=http.max_json_depth
+            )
+        elif len(request.body) > http.max_body_bytes:
+            raise PayloadTooLarge(
+                f"payload is {len(request.body)} bytes; the limit is {http.max_body_bytes}"
+            )
+        else:
+            (payload,) = request.parsed
         contract.validate(payload)
         # 3. Every recipient is an entitled consumer whose keys this node knows.
         return contract, payload, self._recipients(contract, request.to)

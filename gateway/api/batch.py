@@ -57,9 +57,13 @@ async def publish_batch(request: web.Request) -> web.Response:
     accepted: set[int] = set()
     with contextlib.ExitStack() as held:
         admitted: list[tuple[int, PublishRequest]] = []
+        counted = limiter.has_quota(sender)
         for index, publish in enumerate(requests):
             try:
                 limiter.admit(sender)
+                if not counted:
+                    admitted.append((index, publish))
+                    continue
                 quota = limiter.quota(sender, len(publish.body))
                 quota.__enter__()
             except Throttled as exc:
@@ -114,7 +118,11 @@ def _item(request: web.Request, sender: str, index: int, item: Any) -> PublishRe
         )
     body = json.dumps(item["payload"], ensure_ascii=False, separators=(",", ":")).encode()
     publish = publish_request(request, sender, body, to=to, correlation_id=text["correlation_id"])
-    publish = dataclasses.replace(publish, ordering_key=text["ordering_key"])
+    # The batch was parsed with the node's limits (nesting three levels deeper: the
+    # document, its list and the item hold the payload): no second parse.
+    publish = dataclasses.replace(
+        publish, ordering_key=text["ordering_key"], parsed=(item["payload"],)
+    )
     key = text["idempotency_key"]
     if key is not None:  # a retried batch: the same id, suppressed by receivers
         publish = dataclasses.replace(

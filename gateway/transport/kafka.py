@@ -47,6 +47,7 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=False,
             linger_ms=self._config.linger_ms,
+            max_batch_size=self._config.producer_batch_bytes,
         )
         try:
             await asyncio.wait_for(producer.start(), self._config.request_timeout_s)
@@ -103,6 +104,7 @@ class KafkaRecordSource:
             session_timeout_ms=int(self._config.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self._config.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(self._config.rebalance_timeout_s * 1000),
+            fetch_max_wait_ms=self._config.fetch_max_wait_ms,
         )
         try:
             await consumer.start()

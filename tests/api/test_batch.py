@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -107,18 +109,78 @@ async def test_a_retried_item_with_its_key_keeps_its_message_id(gateway: Gateway
     assert first["results"][0]["message_id"] == again["results"][0]["message_id"]
 
 
-@pytest.fixture
-async def limited(tmp_path: Path) -> AsyncIterator[Gateway]:
+async def test_a_payload_nested_past_the_limit_refuses_the_batch(gateway: Gateway) -> None:
+    # The batch is parsed once, three levels deeper than a payload may go: a payload
+    # at the node's max_json_depth (32) passes that parse and is then the contract's
+    # to judge; one level more and the whole batch is malformed.
+    def nested(depth: int) -> Any:
+        value: Any = 1
+        for _ in range(depth - 1):
+            value = [value]
+        return {"referralId": value}
+
+    status, answer = await send(gateway, {"messages": [{"payload": nested(32), "to": [ME]}]})
+    assert status == 200
+    assert answer["results"][0]["status"] == 422  # at the limit: parsed, fails the contract
+
+    status, problem = await send(gateway, {"messages": [{"payload": nested(33), "to": [ME]}]})
+    assert status == 400
+    assert problem["type"] == "urn:gateway:problem:malformed-json"
+    assert inbox_records(gateway) == 0
+
+
+@contextlib.asynccontextmanager
+async def node_with(
+    tmp_path: Path, http: dict[str, Any] | None = None, **changes: Any
+) -> AsyncIterator[Gateway]:
     fed = Federation.create(tmp_path)
     transport = MemoryTransport()
+    config = fed.config(("minhealth", ME), bootstrap="memory")
     config = dataclasses.replace(
-        fed.config(("minhealth", ME), bootstrap="memory"),
-        default_limits=Limits(messages_per_s=0.001, burst=2),
+        config, http=dataclasses.replace(config.http, **(http or {})), **changes
     )
     async with running_node(config, transport=transport) as node:
         await node.wait_ready(5)
-        async with aiohttp.ClientSession(base_url=node.url) as http:
-            yield Gateway(node, http, fed, transport)
+        async with aiohttp.ClientSession(base_url=node.url) as session:
+            yield Gateway(node, session, fed, transport)
+
+
+async def test_an_item_over_the_body_limit_is_refused_alone(tmp_path: Path) -> None:
+    body = items(2)
+    body["messages"][1]["payload"]["referredTo"]["specialty"] = "c" * 100
+    async with node_with(tmp_path, {"max_body_bytes": len(_compact(referral(0))) + 10}) as gw:
+        status, answer = await send(gw, body)
+
+        assert status == 200
+        assert [r["status"] for r in answer["results"]] == [202, 413]
+        assert answer["results"][1]["problem"]["type"] == "urn:gateway:problem:payload-too-large"
+        assert inbox_records(gw) == 1
+
+
+async def test_items_count_against_the_daily_quota(tmp_path: Path) -> None:
+    size = len(_compact(referral(0)))
+    limits = Limits(messages_per_s=100, burst=10, bytes_per_day=2 * size)
+    async with node_with(tmp_path, default_limits=limits) as gw:
+        status, answer = await send(gw, items(3))
+        assert status == 200
+        assert [r["status"] for r in answer["results"]] == [202, 202, 429]
+        assert answer["results"][2]["problem"]["type"] == "urn:gateway:problem:quota-exceeded"
+
+        # A refused item does not use the quota: nothing is left for another batch.
+        _, again = await send(gw, items(1))
+        assert [r["status"] for r in again["results"]] == [429]
+        assert inbox_records(gw) == 2
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@pytest.fixture
+async def limited(tmp_path: Path) -> AsyncIterator[Gateway]:
+    limits = Limits(messages_per_s=0.001, burst=2)
+    async with node_with(tmp_path, default_limits=limits) as gw:
+        yield gw
 
 
 async def test_each_item_counts_against_the_rate(limited: Gateway) -> None:

@@ -274,6 +274,8 @@ def test_malformed_token_digest(tmp_path: Path, digest: str) -> None:
         "http.idempotency_max_entries",
         "kafka.publish_timeout_s",
         "kafka.topic_partitions",
+        "kafka.producer_batch_bytes",
+        "kafka.fetch_max_wait_ms",
         "delivery.max_in_flight",
         "delivery.max_age_s",
         "delivery.replay_max_entries",
