@@ -3,9 +3,10 @@
 ``ci`` (the default) derandomizes: every run, local or CI, tries the same inputs, so a
 red build is reproduced by running the same command, and no example database is read
 or written (nothing a run leaves behind changes the next one). ``explore`` draws fresh
-random inputs, many more of them, and keeps failures in the local database: run
-``HYPOTHESIS_PROFILE=explore pytest tests/unit -k propert`` to hunt, then pin what it
-finds as an explicit ``@example``.
+random inputs on every run (each test keeps its own ``max_examples``) and keeps
+failures in the local database: run it a few times to hunt, e.g.
+``HYPOTHESIS_PROFILE=explore pytest tests/unit -k properties``, then pin what it finds
+as an explicit ``@example``.
 """
 
 from __future__ import annotations
@@ -15,5 +16,5 @@ import os
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("explore", max_examples=1000, deadline=None)
+settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
