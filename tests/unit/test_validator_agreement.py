@@ -559,7 +559,7 @@ def conforming(schema: Any) -> st.SearchStrategy[Any]:  # noqa: PLR0911
         return strings(schema)
     if kind in ("integer", "number"):
         return numbers(schema, integral=kind == "integer")
-    if kind == "array":
+    if kind == "array" and schema.get("minItems", 0) <= schema.get("maxItems", 3):
         return st.lists(
             conforming(schema.get("items", {})),
             min_size=schema.get("minItems", 0),
@@ -592,13 +592,15 @@ def strings(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     if "pattern" in schema:
         return st.from_regex(schema["pattern"], fullmatch=True)
     low, high = schema.get("minLength", 0), schema.get("maxLength", 40)
-    return st.text(min_size=low, max_size=high)
+    return st.text(min_size=low, max_size=high) if low <= high else ANY_JSON  # none valid
 
 
 def numbers(schema: dict[str, Any], *, integral: bool) -> st.SearchStrategy[Any]:
     low = schema.get("minimum", schema.get("exclusiveMinimum", -1000))
     high = schema.get("maximum", 1000)
-    whole = st.integers(min_value=math.ceil(low), max_value=math.floor(high))
+    if low > high:  # no number is valid
+        return ANY_JSON
+    whole = st.integers(min_value=math.ceil(low), max_value=max(math.floor(high), math.ceil(low)))
     if integral:
         return whole | whole.map(float)
     cents = st.integers(min_value=int(low * 100), max_value=int(high * 100)).map(lambda c: c / 100)
