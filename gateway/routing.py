@@ -275,3 +275,4 @@ class Router:
             payload_size=len(request.body),
             **fields,
         )
+        exc.audited = True
