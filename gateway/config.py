@@ -76,6 +76,9 @@ class HttpConfig:
     max_json_depth: int = 32
     max_inbox_batch: int = 100
     max_inbox_wait_s: float = 30.0
+    body_read_timeout_s: float = 30.0
+    """Longest a request body may take to arrive, all of it; a slower sender gets 408 and
+    its connection closed (a client trickling a byte a second holds nothing for long)."""
     max_batch_messages: int = 500
     """Messages in one ``messages:batch`` request, at most."""
     max_batch_bytes: int = 16 * 1_048_576
@@ -536,6 +539,7 @@ def _check_limits(config: GatewayConfig) -> None:
         "registry.poll_s": config.registry.poll_s,
         "delivery.visibility_timeout_s": config.delivery.visibility_timeout_s,
         "http.max_request_wait_s": config.http.max_request_wait_s,
+        "http.body_read_timeout_s": config.http.body_read_timeout_s,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN

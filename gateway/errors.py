@@ -29,6 +29,8 @@ class GatewayError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.audited = False
+        """Set by whoever recorded this refusal in the audit log, so it is recorded once."""
 
     def extensions(self) -> dict[str, Any]:
         """Extra members for the problem document (never secrets or payload data)."""
@@ -58,6 +60,21 @@ class PayloadTooLarge(InputError):
 class UnsupportedMediaType(InputError):
     code = "unsupported-media-type"
     title = "Unsupported content type"
+
+
+class BodyTimeout(InputError):
+    """The body did not arrive within ``http.body_read_timeout_s`` (a slow or stalled
+    sender: one byte a second must not hold a connection and a handler for hours)."""
+
+    code = "body-timeout"
+    title = "Body not received in time"
+
+
+class IncompleteBody(InputError):
+    """The connection ended, or the framing broke, before the whole body arrived."""
+
+    code = "incomplete-body"
+    title = "Body incomplete"
 
 
 class InvalidParameter(InputError):

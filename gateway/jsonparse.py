@@ -3,8 +3,9 @@
 Partners' bodies are parsed once, here, with limits: a size cap (before
 anything else), a nesting cap (checked on the parsed value; a nesting bomb
 stops the C parser at the interpreter's recursion limit, a thousand levels,
-and is refused the same way), strict UTF-8, no duplicate member names (two
-parsers must never see two different documents), and no ``NaN`` /
+and is refused the same way), strict UTF-8 (no escaped lone surrogates
+either), no duplicate member names (two parsers must never see two
+different documents), and no ``NaN`` /
 ``Infinity`` or numbers too large to represent.
 
     >>> parse_json(b'{"a": [1, 2]}', max_bytes=1024, max_depth=8)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from gateway.errors import MalformedJSON, PayloadTooLarge
@@ -44,7 +46,38 @@ def parse_json(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
     except ValueError as exc:  # int too long to convert, from the stdlib
         raise MalformedJSON(f"invalid JSON: {exc}") from exc
     _check_depth(value, max_depth)
+    if _SURROGATE_ESCAPE.search(body):  # rare: a walk over every string only then
+        _check_strings(value)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""``\\uD800``-``\\uDFFF``: half of a pair, or a lone surrogate (then refused)."""
+
+
+def _check_strings(value: Any) -> None:
+    """Every member name and string is Unicode text: an escaped lone surrogate
+    (``"\\ud800"``) is not I-JSON (RFC 7493) and cannot be written as UTF-8 again."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            items = [*node.keys(), *node.values()]
+        else:
+            items = node if isinstance(node, list) else [node]
+        for item in items:
+            if isinstance(item, dict | list):
+                stack.append(item)
+            elif isinstance(item, str) and not _encodable(item):
+                raise MalformedJSON("a string holds a lone surrogate escape (\\uD800-\\uDFFF)")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_depth(value: Any, max_depth: int) -> None:

@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.api.app import NodeParts, create_app
 from gateway.api.auth import Authenticator
 from gateway.api.keys import AUDIT, AUTH, CONFIG, READINESS
+from gateway.api.protocol import ProblemRunner
 from gateway.audit import AuditLog
 from gateway.audit.keys import open_node_log, operator
 from gateway.audit.store import AuditError
@@ -222,7 +223,7 @@ async def _serving(
                 p.id: read_secrets(p.webhook) for p in config.participants if p.webhook
             },
         )
-        runner = web.AppRunner(
+        runner = ProblemRunner(
             create_app(parts), handle_signals=False, access_log=None, shutdown_timeout=5.0
         )
         stack.push_async_callback(runner.cleanup)

@@ -93,6 +93,7 @@ class Router:
         crypto = config.crypto
         self._sealer = Sealer(reuse_messages=crypto.cek_reuse_messages, reuse_s=crypto.cek_reuse_s)
         self._views = ConsumerViews()
+        self._names: dict[str, frozenset[str]] = {}
 
     async def publish(self, request: PublishRequest) -> Accepted:
         message_id = request.message_id or new_message_id()
@@ -257,11 +258,23 @@ class Router:
         self._views.validator(contract, recipient).validate(projected, contract.ref)
         return json.dumps(projected, ensure_ascii=False, separators=(",", ":")).encode()
 
+    def _declared(self, name: str) -> frozenset[str]:
+        """The member names the contract's schema declares, as pointer tokens."""
+        try:
+            contract = self._catalog.resolve(name)
+        except GatewayError:
+            return frozenset()
+        names = self._names.get(contract.ref)
+        if names is None:
+            names = self._names[contract.ref] = frozenset(_schema_names(contract.schema))
+        return names
+
     def _refused(self, message_id: str, request: PublishRequest, exc: GatewayError) -> None:
         fields: dict[str, object] = {}
         if isinstance(exc, ContractViolation):
             # Bounded: a body crafted to fail everywhere must not make a huge record.
-            pointers = [v.pointer[:_MAX_POINTER] for v in exc.violations]
+            declared = self._declared(request.contract)
+            pointers = [_audited(v.pointer, declared)[:_MAX_POINTER] for v in exc.violations]
             fields["pointers"] = pointers[:_MAX_POINTERS]
             if len(pointers) > _MAX_POINTERS:
                 fields["pointers_total"] = len(pointers)
@@ -275,3 +288,34 @@ class Router:
             payload_size=len(request.body),
             **fields,
         )
+        exc.audited = True
+
+
+def _audited(pointer: str, declared: frozenset[str]) -> str:
+    """``pointer`` with each member name the contract does not declare as ``*``: a name
+    the sender made up (an extra member, a map key) is payload, never audit material."""
+    tokens = pointer.split("/")[1:]
+    kept = (t if t in declared or (t.isascii() and t.isdigit()) else "*" for t in tokens)
+    return "".join("/" + t for t in kept)
+
+
+def _schema_names(schema: Any) -> set[str]:
+    """Every name under ``properties`` or in ``required`` anywhere in ``schema``, escaped
+    as JSON pointer tokens (RFC 6901)."""
+    names: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            names.update(properties)
+        required = node.get("required")
+        if isinstance(required, list):
+            names.update(n for n in required if isinstance(n, str))
+        stack.extend(node.values())
+    return {n.replace("~", "~0").replace("/", "~1") for n in names}

@@ -6,6 +6,7 @@ into problem details.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.api.auth import Principal, Role
 from gateway.api.keys import (
@@ -31,9 +33,11 @@ from gateway.audit import digest
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
 from gateway.delivery import Delivery, Inbox
 from gateway.errors import (
+    BodyTimeout,
     Forbidden,
     GatewayError,
     IdempotencyKeyReused,
+    IncompleteBody,
     InvalidParameter,
     PayloadTooLarge,
     PushDelivery,
@@ -80,9 +84,23 @@ def participant_of(request: web.Request) -> str:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes before reading them all."""
+    """The whole body, refusing more than ``limit`` bytes before reading them all, and
+    a body that takes longer than ``http.body_read_timeout_s`` to arrive."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    timeout_s = request.app[CONFIG].http.body_read_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_chunks(request, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"the body did not arrive within {timeout_s:g} s") from None
+    except (ConnectionError, HttpProcessingError):
+        # The sender went away or broke the framing (a chunk size that is not hex, fewer
+        # bytes than its Content-Length): nothing to answer for but a bad request.
+        raise IncompleteBody("the body ended before it was complete") from None
+
+
+async def _read_chunks(request: web.Request, limit: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
@@ -254,6 +272,7 @@ def _audit_reused(request: web.Request, message: PublishRequest, exc: GatewayErr
         payload_sha256=digest(message.body),
         payload_size=len(message.body),
     )
+    exc.audited = True
 
 
 def _audit_throttled(
@@ -268,6 +287,7 @@ def _audit_throttled(
         retry_after_s=exc.retry_after_s,
         payload_size=payload_size,
     )
+    exc.audited = True
 
 
 def _inbox(request: web.Request) -> Inbox:

@@ -5,7 +5,11 @@ hierarchy to find its status, so a new error subclass needs no new handler
 code. Unexpected exceptions become a bare 500 with no detail, logged here.
 Every refusal is audited here too: a 401 as ``auth.failed``, a 403 as
 ``access.denied`` (never with the token). A 429 is audited where it is raised,
-as ``message.throttled``: the publish handler knows the sender and the size.
+as ``message.throttled``: the publish handler knows the sender and the size;
+a refused publish as ``message.rejected`` by the router. Any other 4xx of an
+authenticated caller becomes ``request.refused``; before authentication it is
+logged (``request_refused``), and requests the HTTP parser refuses are answered
+and logged by :mod:`gateway.api.protocol`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ _STATUS: dict[type[errors.GatewayError], int] = {
     errors.IdempotencyKeyReused: 422,
     errors.IdempotencyKeyInUse: 409,
     errors.PayloadTooLarge: 413,
+    errors.BodyTimeout: 408,
     errors.UnsupportedMediaType: 415,
     errors.ContractError: 422,
     errors.UnknownContract: 404,
@@ -86,24 +91,56 @@ async def _problems_of(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     except errors.GatewayError as exc:
         status = status_of(exc)
-        response = problem(status, exc.code, exc.title, exc.detail, **exc.extensions())
-        if isinstance(exc, _RETRIABLE):
-            response.headers["Retry-After"] = str(exc.retry_after_s)
-        if isinstance(exc, errors.Unauthenticated):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
         if status >= 500:
             log.error("request_failed", code=exc.code, path=request.path)
-        if status in (401, 403):
+        elif status in (401, 403):
             _audit_refusal(request, exc, status)
-        return response
+        elif not exc.audited:
+            _refused(request, exc.code, status)
+        return _answer(exc, status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "-")
+        _refused(request, code, exc.status)
         return problem(exc.status, code, exc.reason, exc.text or exc.reason)
     except Exception:
         log.exception("unhandled_error", path=request.path)
         return problem(500, "internal-error", "Internal error", "the request could not be served")
+
+
+def _answer(exc: errors.GatewayError, status: int) -> web.Response:
+    response = problem(status, exc.code, exc.title, exc.detail, **exc.extensions())
+    if isinstance(exc, _RETRIABLE):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, errors.BodyTimeout | errors.IncompleteBody):
+        # The rest of the body is not worth waiting for: answer and hang up.
+        response.force_close()
+    if isinstance(exc, errors.Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    return response
+
+
+def _refused(request: web.Request, code: str, status: int) -> None:
+    """Any other 4xx: ``request.refused`` in the audit log once the caller is known;
+    before authentication (an unknown route, a refusal before the credentials were
+    read) a ``request_refused`` log line instead, as nobody is there to hold to it."""
+    principal = CALLER.get()
+    where = {"method": request.method[:16], "path": request.path[:_MAX_AUDITED_PATH]}
+    if principal is None:
+        log.info("request_refused", status=status, reason=code, **where)
+        return
+    try:
+        request.app[AUDIT].record(
+            "request.refused",
+            principal=principal.id,
+            role=principal.role.value,
+            status=status,
+            reason=code,
+            **where,
+        )
+    except Exception:
+        log.exception("refusal_not_audited", status=status, path=request.path)
 
 
 def _audit_refusal(request: web.Request, exc: errors.GatewayError, status: int) -> None:

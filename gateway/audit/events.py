@@ -99,6 +99,12 @@ EVENTS: dict[str, Event] = {
         "an authenticated caller asked for what its role does not allow",
         ("principal", "role", "reason", "method", "path"),
     ),
+    "request.refused": Event(
+        "rejected",
+        "an authenticated caller's request was refused as bad input (4xx) before any "
+        "other record named it (status, reason: the problem type's code)",
+        ("principal", "role", "status", "reason", "method", "path"),
+    ),
     "audit.searched": Event(
         "read",
         "an auditor read the audit trail over HTTP (the filters, never the results)",

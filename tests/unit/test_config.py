@@ -272,6 +272,7 @@ def test_malformed_token_digest(tmp_path: Path, digest: str) -> None:
         "http.max_inbox_batch",
         "http.idempotency_window_s",
         "http.idempotency_max_entries",
+        "http.body_read_timeout_s",
         "kafka.publish_timeout_s",
         "kafka.topic_partitions",
         "kafka.producer_batch_bytes",

@@ -159,6 +159,21 @@ def test_malformed_documents(body: bytes, message: str) -> None:
     assert malformed(body).startswith(message)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'"\\ud800"', b'{"a": ["x", "\\uDFFF"]}', b'{"\\udc00": 1}', b'["\\ude00\\ud83d"]'],
+    ids=["lone-high", "lone-low-in-list", "lone-in-member-name", "pair-reversed"],
+)
+def test_escaped_lone_surrogates_are_refused(body: bytes) -> None:
+    """Not I-JSON: such a string cannot be written as UTF-8 again (a batch item's payload
+    is re-serialised), so it is malformed input, not a 500 later."""
+    assert malformed(body) == "a string holds a lone surrogate escape (\\uD800-\\uDFFF)"
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_text() -> None:
+    assert parse(b'["\\ud83d\\ude00", "\\\\ud800"]') == ["\U0001f600", "\\ud800"]
+
+
 def test_duplicate_member_message_is_bounded() -> None:
     name = "n" * 500
     body = f'{{"{name}": 1, "{name}": 2}}'.encode()
