@@ -46,7 +46,8 @@ SUPPORT_MEASURE = CONTRACTS / "social.support-measure" / "1.0.0.yaml"
 ACCEPTED_FOR_VALID = ["2xx", "401", "403", "404", "409", "422", "429"]
 """Answers to a schema-valid request that are not a description error (no 400, no 5xx)."""
 REFUSALS_OF_INVALID = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422"]
-"""schemathesis' list and 413: a schema-breaking body may also be too large (refused first)."""
+"""Answers to a schema-breaking request: 4xx refusals, among them 413 (such a body may
+also be too large, and size is checked first); never 5xx, never 2xx."""
 
 
 @pytest.fixture

@@ -107,16 +107,19 @@ JSONISH = st.text(alphabet='{}[]":,.0123456789-+eE \n\\u"tfnrula', max_size=60).
 @given(body=st.binary(max_size=200) | JSONISH)
 @example(body=b"9" * 5000)  # past the interpreter's int digit limit
 @example(body=b"[" * 5000)  # past the recursion limit
-@example(body=b'"\\ud800"')  # a lone surrogate escape: valid JSON, kept as is
+@example(body=b'"\\ud800"')  # a lone surrogate escape: not Unicode text
+@example(body=b'{"\\udc00": 1}')  # the same in a member name
 @example(body=b"\xef\xbb\xbf{}")  # a UTF-8 byte order mark
 def test_any_bytes_parse_or_are_refused_as_bad_json(body: bytes) -> None:
     try:
         value = parse(body, max_depth=32)
     except (MalformedJSON, PayloadTooLarge):
         return
-    # Accepted: it is JSON the standard library reads the same way, within the limits.
+    # Accepted: JSON the standard library reads the same way, within the limits, and
+    # Unicode text throughout (it can be written as UTF-8 again).
     assert json.dumps(value, sort_keys=True) == json.dumps(json.loads(body), sort_keys=True)
     assert depth(value) <= 32
+    json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
 @settings(max_examples=100)
