@@ -108,7 +108,7 @@ def create_app(parts: NodeParts) -> web.Application:
 
 
 def _routes(app: web.Application) -> None:
-    document = openapi_document()
+    document = openapi_document(app[CONFIG])
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(document)

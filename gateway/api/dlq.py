@@ -139,15 +139,20 @@ def _selection(body: Any) -> Selection:
 
 def _offset(item: Any) -> Position:
     fields = ("partition", "offset")
-    if (
-        not isinstance(item, dict)
-        or set(item) != set(fields)
-        or not all(type(item[k]) is int and 0 <= item[k] < 2**63 for k in fields)
-    ):
-        raise InvalidParameter(
-            "offsets", 'each offset is {"partition": P, "offset": O}, whole numbers from 0'
-        )
-    return Position(item["partition"], item["offset"])
+    if isinstance(item, dict) and set(item) == set(fields):
+        partition, offset = (_whole(item[k]) for k in fields)
+        if partition is not None and offset is not None:
+            return Position(partition, offset)
+    raise InvalidParameter(
+        "offsets", 'each offset is {"partition": P, "offset": O}, whole numbers from 0'
+    )
+
+
+def _whole(value: Any) -> int | None:
+    """A whole JSON number from 0 below 2**63 (``17`` or ``17.0``: one number in JSON)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 <= value < 2**63 else None
 
 
 def _message_id(item: Any) -> str:

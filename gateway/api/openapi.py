@@ -6,9 +6,12 @@ every operation described here is served.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from gateway import __version__
+from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
+from gateway.config import DeliveryConfig, GatewayConfig, HttpConfig
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 
@@ -54,6 +57,7 @@ _EXCHANGE = {
 }
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_SAFE_TOKEN = {"type": "string", "pattern": SAFE_TOKEN.pattern}
 
 _SUMMARY: dict[str, Any] = {
     "type": "object",
@@ -159,7 +163,14 @@ _AUDIT_FILTERS = (
     ("event", "e.g. message.accepted, auth.failed; see `gateway audit events`."),
 )
 
-_TIME = {"type": "string", "minLength": 1, "maxLength": 64, "examples": ["2026-11-26T12:00:00Z"]}
+_TIME = {
+    "type": "string",
+    "maxLength": 64,
+    "anyOf": [{"format": "date-time"}, {"format": "date"}],
+    "pattern": "^(?!0000)",
+    "description": "RFC 3339, years 0001-9999 (a date alone: midnight UTC).",
+    "examples": ["2026-11-26T12:00:00Z", "2026-11-26"],
+}
 
 _AUDIT_RECORD = {
     "type": "object",
@@ -291,8 +302,8 @@ _POSITION = {
     "required": ["partition", "offset"],
     "additionalProperties": False,
     "properties": {
-        "partition": {"type": "integer", "minimum": 0},
-        "offset": {"type": "integer", "minimum": 0},
+        "partition": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "offset": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     },
 }
 
@@ -315,7 +326,7 @@ _REPLAY_REQUEST = {
                     "type": "array",
                     "minItems": 1,
                     "maxItems": 100,
-                    "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"},
+                    "items": {"type": "string", "pattern": SAFE_TOKEN.pattern},
                 }
             },
         },
@@ -416,7 +427,8 @@ _DLQ_PATHS: dict[str, Any] = {
                     "name": name,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "integer", "minimum": 0},
+                    "description": "At most 18 digits.",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
                 }
                 for name in ("partition", "offset")
             ]
@@ -501,19 +513,20 @@ _PATHS: dict[str, Any] = {
                     "name": "X-Ordering-Key",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"},
+                    "schema": {"type": "string", "pattern": SAFE_TOKEN.pattern},
                 },
                 {
                     "name": "X-Correlation-Id",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/@+=-]{1,128}$"},
+                    "schema": {"type": "string", "pattern": SAFE_TOKEN.pattern},
                 },
                 {
                     "name": "traceparent",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string"},
+                    "description": "W3C trace context, carried to the recipients.",
+                    "schema": {"type": "string", "pattern": TRACEPARENT.pattern},
                 },
                 _IDEMPOTENCY_KEY,
             ],
@@ -585,9 +598,9 @@ _PATHS: dict[str, Any] = {
                                     "properties": {
                                         "payload": {},
                                         "to": {"type": "array", "items": {"type": "string"}},
-                                        "ordering_key": {"type": "string"},
-                                        "correlation_id": {"type": "string"},
-                                        "idempotency_key": {"type": "string"},
+                                        "ordering_key": _SAFE_TOKEN,
+                                        "correlation_id": _SAFE_TOKEN,
+                                        "idempotency_key": _SAFE_TOKEN,
                                     },
                                 },
                             }
@@ -946,7 +959,12 @@ _PATHS: dict[str, Any] = {
                     "a date alone means midnight UTC.",
                     _TIME,
                 ),
-                _query_param("until", "Records before this time (exclusive); as `since`.", _TIME),
+                _query_param(
+                    "until",
+                    "Records before this time (exclusive); as `since`, and later than it "
+                    "when both are given (400 otherwise).",
+                    _TIME,
+                ),
                 _query_param(
                     "after",
                     "Cursor: only records with a larger seq; take it from `next`.",
@@ -1075,7 +1093,11 @@ _PROBLEM_CONTENT = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
+    """The document, with the limits ``config`` sets (the defaults' without one)."""
+    http, delivery = (config.http, config.delivery) if config else (HttpConfig(), DeliveryConfig())
+    paths = copy.deepcopy({**_PATHS, **_DLQ_PATHS})
+    _apply_limits(paths, http, delivery)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -1084,7 +1106,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Contract-checked, signed and encrypted message exchange over Kafka.",
         },
         "security": [{"bearer": []}, {"mutualTLS": []}],
-        "paths": {**_PATHS, **_DLQ_PATHS},
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -1130,3 +1152,26 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def _apply_limits(paths: dict[str, Any], http: HttpConfig, delivery: DeliveryConfig) -> None:
+    """The node's configured bounds, which it refuses with 400 beyond."""
+
+    def query(path: str, name: str) -> dict[str, Any]:
+        operation = next(iter(paths[path].values()))
+        schema: dict[str, Any] = next(
+            p["schema"] for p in operation["parameters"] if p["name"] == name
+        )
+        return schema
+
+    def body(path: str) -> dict[str, Any]:
+        content = paths[path]["post"]["requestBody"]["content"]
+        properties: dict[str, Any] = content["application/json"]["schema"]["properties"]
+        return properties
+
+    query("/v1/inbox", "max")["maximum"] = http.max_inbox_batch
+    query("/v1/inbox", "wait")["maximum"] = http.max_inbox_wait_s
+    query("/v1/contracts/{contract}/requests", "wait")["maximum"] = http.max_request_wait_s
+    for path in ("/v1/inbox/ack", "/v1/inbox/nack"):
+        body(path)["tags"]["maxItems"] = http.max_inbox_batch * 10
+    body("/v1/inbox/nack")["delay_s"]["maximum"] = delivery.max_nack_delay_s

@@ -33,7 +33,9 @@ def b64u_decode(data: bytes | str) -> bytes:
         decoded = base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
     except binascii.Error as exc:
         raise ValueError("not unpadded base64url") from exc
-    if b"+" in raw or b"/" in raw:  # the standard alphabet's characters, let through above
+    # The standard alphabet's characters, and padding already in place (a length that is a
+    # multiple of 4 gets none added, and b64decode accepts it), are let through above.
+    if b"+" in raw or b"/" in raw or b"=" in raw:
         raise ValueError("not unpadded base64url")
     if remainder and _ALPHABET.index(raw[-1:]) & _UNUSED_BITS[remainder]:
         raise ValueError("not canonical base64url")

@@ -269,7 +269,8 @@ async def test_unknown_offsets_and_ids_are_reported_not_found(audited: Gateway) 
 
     result = await replay(
         audited,
-        {"offsets": [{"partition": 0, "offset": 0}, {"partition": 0, "offset": 42}]},
+        # 42.0 is the number 42 in JSON (and to the OpenAPI schema's "integer").
+        {"offsets": [{"partition": 0, "offset": 0}, {"partition": 0.0, "offset": 42.0}]},
     )
     assert [r["message_id"] for r in result["replayed"]] == [message_id]
     assert result["not_found"] == [{"partition": 0, "offset": 42}]
@@ -407,6 +408,9 @@ async def test_bad_positions_are_400(audited: Gateway, path: str, parameter: str
         ({"offsets": [{"partition": -1, "offset": 0}]}, "offsets"),
         ({"offsets": [{"partition": True, "offset": 0}]}, "offsets"),
         ({"offsets": [{"partition": 0, "offset": 1.5}]}, "offsets"),
+        ({"offsets": [{"partition": 0, "offset": 2**63}]}, "offsets"),
+        ({"offsets": [{"partition": 0, "offset": 1e19}]}, "offsets"),
+        ({"offsets": [{"partition": -0.0 - 1, "offset": 0}]}, "offsets"),
         ({"offsets": [{"partition": 0, "offset": 0, "x": 1}]}, "offsets"),
         ({"offsets": [{"partition": 0, "offset": n} for n in range(101)]}, "offsets"),
         ({"message_ids": ["has spaces"]}, "message_ids"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import Any
 
 import pytest
 
+from gateway.api.keys import CONFIG
 from gateway.api.openapi import openapi_document
 from tests.api.conftest import Gateway
 from tests.support import REFERRAL, referral
@@ -225,7 +227,7 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
 async def test_openapi_describes_exactly_the_served_routes(gateway: Gateway) -> None:
     async with gateway.http.get("/openapi.json") as response:
         document = await response.json()
-    assert document == json.loads(json.dumps(openapi_document()))
+    assert document == json.loads(json.dumps(openapi_document(gateway.node.app[CONFIG])))
     described = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
     served = {
         (route.method, route.resource.canonical)
@@ -233,6 +235,23 @@ async def test_openapi_describes_exactly_the_served_routes(gateway: Gateway) -> 
         if route.method != "HEAD" and route.resource is not None
     }
     assert described == served
+
+
+async def test_the_document_states_the_limits_of_the_node_it_describes(gateway: Gateway) -> None:
+    config = gateway.node.app[CONFIG]
+    config = dataclasses.replace(
+        config,
+        http=dataclasses.replace(config.http, max_inbox_batch=7, max_inbox_wait_s=1.5),
+        delivery=dataclasses.replace(config.delivery, max_nack_delay_s=60.0),
+    )
+    paths = openapi_document(config)["paths"]
+    pull = {p["name"]: p["schema"] for p in paths["/v1/inbox"]["get"]["parameters"]}
+    nack = paths["/v1/inbox/nack"]["post"]["requestBody"]["content"]["application/json"]
+    assert (pull["max"]["maximum"], pull["wait"]["maximum"]) == (7, 1.5)
+    assert nack["schema"]["properties"]["delay_s"]["maximum"] == 60.0
+    assert nack["schema"]["properties"]["tags"]["maxItems"] == 70
+    default = openapi_document()["paths"]["/v1/inbox"]["get"]["parameters"]
+    assert [p["schema"].get("maximum") for p in default] == [100, 30.0]
 
 
 async def test_a_rejection_names_at_most_fifty_pointers_in_its_audit_record(

@@ -4,7 +4,10 @@ Before jsonschema_rs can answer "is this payload valid?" for the gateway, it
 must give the reference's answer. These tests pin down where it does and where
 it does not:
 
-- on every example of every shipped contract the two agree;
+- on every example of every shipped contract the two agree, and on payloads hypothesis
+  builds from each shipped schema (and the same with one change somewhere), where
+  ``ContractVersion.validate`` also raises nothing but a ContractViolation whose
+  pointers name places in the payload;
 - on a table of tricky values for the formats contracts use (and a few
   keywords) each case records *both* validators' answers, so every known
   disagreement is written down with its reason, and a change in either library
@@ -18,6 +21,10 @@ The jsonschema_rs validator is built as a fast path would build it:
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +33,14 @@ from typing import Any
 import jsonschema_rs
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from gateway.contracts.files import load_contract_file
+from gateway.contracts.model import ContractVersion
 from gateway.contracts.validation import PayloadValidator
+from gateway.errors import ContractViolation
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -469,3 +481,187 @@ def test_rs_retrieves_a_nested_schema_keyword_the_gateway_precheck_lets_through(
     jsonschema_rs.validator_for(schema, validate_formats=True, retriever=retrieve)
     assert asked == [meta]  # tried to fetch it (and swallowed the failure)
     assert rs_validator(schema).is_valid({"a": 1})  # offline: nothing to fetch with
+
+
+# -- generated payloads from and around the shipped schemas (hypothesis) ------
+
+CONTRACT_FILES = sorted(CONTRACTS_DIR.glob("*/*.yaml"))
+FORMAT_SAMPLES = {
+    (name, valid): [
+        case.value
+        for case in FORMAT_CASES
+        if case.schema["format"] == name and case.gateway is valid
+    ]
+    for name in {case.schema["format"] for case in FORMAT_CASES}
+    for valid in (True, False)
+}
+ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def near(schema: Any) -> st.SearchStrategy[Any]:
+    """Payloads a schema allows (mostly: a pattern may end in a newline, a condition may
+    fail) and the same with one change somewhere: a value replaced, a member dropped or
+    added."""
+    valid = conforming(schema)
+    return valid | valid.flatmap(changed_once)
+
+
+@st.composite
+def changed_once(draw: st.DrawFn, value: Any) -> Any:
+    paths = list(locations(value, ()))
+    path = draw(st.sampled_from(paths))
+    action = draw(st.sampled_from(["replace", "drop", "add"]))
+    if not path:
+        return draw(ANY_JSON)
+    changed = copy.deepcopy(value)
+    parent = functools.reduce(lambda node, key: node[key], path[:-1], changed)
+    if action == "drop":
+        del parent[path[-1]]
+    elif action == "add" and isinstance(parent, dict):
+        parent[draw(st.text(max_size=8))] = draw(ANY_JSON)
+    else:
+        parent[path[-1]] = draw(ANY_JSON | st.sampled_from([None, "", 0, -1, 1.5, "x" * 300]))
+    return changed
+
+
+def locations(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from locations(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from locations(inner, (*path, index))
+
+
+def conforming(schema: Any) -> st.SearchStrategy[Any]:  # noqa: PLR0911
+    """Values built from the keywords the shipped contracts use."""
+    if not isinstance(schema, dict):
+        return ANY_JSON
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        return objects(schema)
+    if kind == "string":
+        return strings(schema)
+    if kind in ("integer", "number"):
+        return numbers(schema, integral=kind == "integer")
+    if kind == "array" and schema.get("minItems", 0) <= schema.get("maxItems", 3):
+        return st.lists(
+            conforming(schema.get("items", {})),
+            min_size=schema.get("minItems", 0),
+            max_size=schema.get("maxItems", 3),
+            unique_by=(lambda item: json.dumps(item, sort_keys=True))
+            if schema.get("uniqueItems")
+            else None,
+        )
+    if kind == "boolean":
+        return st.booleans()
+    return ANY_JSON
+
+
+def objects(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    members = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    return st.fixed_dictionaries(
+        {name: conforming(sub) for name, sub in members.items() if name in required},
+        optional={name: conforming(sub) for name, sub in members.items() if name not in required},
+    )
+
+
+def strings(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    if "format" in schema:
+        # Both answers: the format cases hold valid and invalid values.
+        name = schema["format"]
+        return st.integers(0, 7).flatmap(
+            lambda n: st.sampled_from(FORMAT_SAMPLES[name, n < 7])  # one in eight invalid
+        )
+    if "pattern" in schema:
+        return st.from_regex(schema["pattern"], fullmatch=True)
+    low, high = schema.get("minLength", 0), schema.get("maxLength", 40)
+    return st.text(min_size=low, max_size=high) if low <= high else ANY_JSON  # none valid
+
+
+def numbers(schema: dict[str, Any], *, integral: bool) -> st.SearchStrategy[Any]:
+    low = schema.get("minimum", schema.get("exclusiveMinimum", -1000))
+    high = schema.get("maximum", 1000)
+    if low > high:  # no number is valid
+        return ANY_JSON
+    whole = st.integers(min_value=math.ceil(low), max_value=max(math.floor(high), math.ceil(low)))
+    if integral:
+        return whole | whole.map(float)
+    cents = st.integers(min_value=int(low * 100), max_value=int(high * 100)).map(lambda c: c / 100)
+    return whole | cents | st.floats(min_value=low, max_value=high)
+
+
+@functools.cache
+def shipped_contract(path: Path) -> ContractVersion:
+    return load_contract_file(path)
+
+
+@functools.cache
+def payloads_near(path: Path) -> st.SearchStrategy[Any]:
+    return near(shipped_contract(path).schema)
+
+
+@pytest.mark.parametrize("path", CONTRACT_FILES, ids=lambda p: f"{p.parent.name}@{p.stem}")
+@settings(max_examples=150)
+@given(data=st.data())
+def test_fast_and_reference_validators_agree_on_generated_payloads(
+    path: Path, data: st.DataObject
+) -> None:
+    contract = shipped_contract(path)
+    validator = contract.validator
+    fast = validator._fast
+    assert fast is not None
+    payload = data.draw(payloads_near(path), label="payload")
+    reference = not any(True for _ in validator._validator.iter_errors(payload))
+    assert fast.is_valid(payload) is reference
+
+
+@pytest.mark.parametrize("path", CONTRACT_FILES, ids=lambda p: f"{p.parent.name}@{p.stem}")
+@settings(max_examples=150)
+@given(data=st.data())
+def test_validate_raises_only_a_violation_naming_places_in_the_payload(
+    path: Path, data: st.DataObject
+) -> None:
+    contract = shipped_contract(path)
+    payload = data.draw(payloads_near(path) | ANY_JSON, label="payload")
+    if contract.validator._validator.is_valid(payload):
+        contract.validate(payload)
+        return
+    with pytest.raises(ContractViolation) as info:
+        contract.validate(payload)
+    assert info.value.violations
+    for violation in info.value.violations:
+        # A missing member is named by its pointer; its parent is in the payload.
+        parent = violation.pointer.rsplit("/", 1)[0]
+        assert resolves(payload, parent), violation
+        assert violation.message
+        assert violation.keyword
+
+
+def resolves(document: Any, pointer: str) -> bool:
+    node = document
+    for escaped in pointer.split("/")[1:]:
+        token = escaped.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False
+    return True
