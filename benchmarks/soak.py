@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import tempfile
@@ -37,7 +38,9 @@ import aiohttp
 from e2e_procs import broker, spawn_node, stop_process, wait_ready
 from e2e_state import BENCH_CONTRACT, Federation, build, node_configs, referral
 
+from gateway.audit.store import records
 from gateway.demo import PRODUCER
+from gateway.logs import configure_logging
 
 RECIPIENT = "socialtreasury"
 PAYLOAD_BYTES = 1024
@@ -63,6 +66,10 @@ class Ledger:
     """Deliveries of a message whose acknowledgement had been confirmed: duplicates let
     through (the node must suppress them)."""
     kills: int = 0
+    suppressed: int = 0
+    """Copies node-b read again and settled without a delivery (its audit's
+    ``message.duplicate`` records): after a kill, what was acknowledged but not yet
+    committed."""
 
     def settled(self) -> set[str]:
         return set(self.acked) | self.in_doubt
@@ -81,6 +88,7 @@ class Ledger:
             "acked_twice": sum(1 for n in self.acked.values() if n > 1),
             "delivered_not_accepted": len(set(self.pulled) - accepted),
             "lost": len(accepted - delivered),
+            "suppressed_by_node": self.suppressed,
             "consumer_kills": self.kills,
         }
 
@@ -238,6 +246,9 @@ async def soak(settings: Settings, scratch: Path) -> Ledger:
             await _exchange(settings, fed, nodes.urls["node-a"], receiving, ledger)
         finally:
             await asyncio.gather(stop_process(sending), receiving.stop())
+    ledger.suppressed = sum(
+        1 for _, r in records(home / "node-b" / "audit") if r["event"] == "message.duplicate"
+    )
     return ledger
 
 
@@ -283,6 +294,7 @@ LABELS = {
     "acked_twice": "acknowledged twice",
     "delivered_not_accepted": "delivered, not accepted (refused yet in Kafka)",
     "lost": "lost (accepted, never delivered)",
+    "suppressed_by_node": "copies suppressed by node-b (replay window)",
     "consumer_kills": "consumer node kills",
 }
 
@@ -321,6 +333,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, bool, Path | None]:
 
 def main(argv: list[str] | None = None) -> int:
     settings, as_json, keep = parse(argv)
+    configure_logging(sys.stderr, level=logging.WARNING)  # stdout is the report's
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         scratch = keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
