@@ -158,6 +158,7 @@ async def test_a_publish_stream_survives_the_broker_frozen_then_killed_and_resta
             assert_refusals_are_503_with_retry_after(frozen)
             held = await ids_in(broker.bootstrap, inbox)
             assert set(stream.accepted()) <= held  # requests in flight at the freeze included
+            refused_yet_held = len(held - set(stream.accepted()))
             accepted_before_kill = len(stream.accepted())
 
             # 2. Killed with nothing in flight: every publish is refused until it is back.
@@ -190,7 +191,8 @@ async def test_a_publish_stream_survives_the_broker_frozen_then_killed_and_resta
             await asyncio.gather(*workers, return_exceptions=True)
     refused_ids = len(stream.answers) - len(stream.accepted())
     print(
-        f"\nfrozen: {len(frozen)} refused, {accepted_before_kill} accepted, all in Kafka;"
+        f"\nfrozen: {len(frozen)} refused ({refused_yet_held} of them in Kafka after all),"
+        f" {accepted_before_kill} accepted, all in Kafka;"
         f" killed: {len(down)} refused, {len(after)} accepted after the restart, all in Kafka;"
         f" {refused_ids} refused in all"
     )
