@@ -130,16 +130,16 @@ async def node_processes(
     try:
         for node_id, config in nodes.configs.items():
             options = wrapper(home, node_id)
-            started[node_id] = await _spawn(config, home / f"{node_id}.log", options)
+            started[node_id] = await spawn_node(config, home / f"{node_id}.log", options)
         await asyncio.gather(
-            *(_ready(nodes.urls[n], p, home / f"{n}.log") for n, p in started.items())
+            *(wait_ready(nodes.urls[n], p, home / f"{n}.log") for n, p in started.items())
         )
         yield {n: p.pid for n, p in started.items()}
     finally:
-        await asyncio.gather(*(_stop(p) for p in started.values()))
+        await asyncio.gather(*(stop_process(p) for p in started.values()))
 
 
-async def _spawn(
+async def spawn_node(
     config: Path, log_path: Path, options: Sequence[str]
 ) -> asyncio.subprocess.Process:
     """``gateway serve --config CONFIG``, or ``e2e_node.py --config CONFIG *options``."""
@@ -158,7 +158,7 @@ async def _spawn(
         )
 
 
-async def _ready(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
+async def wait_ready(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
     deadline = time.monotonic() + _READY_TIMEOUT_S
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -172,7 +172,7 @@ async def _ready(url: str, process: asyncio.subprocess.Process, log: Path) -> No
     raise SystemExit(f"the node did not become ready: {tail(log)}")
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def stop_process(process: asyncio.subprocess.Process) -> None:
     if process.returncode is not None:
         return
     process.terminate()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -107,11 +108,17 @@ def kafka_for(config: GatewayConfig) -> Iterator[GatewayConfig]:
 
 @contextlib.asynccontextmanager
 async def running_node(
-    config: GatewayConfig, *, transport: Transport | None = None, clock: Clock | None = None
+    config: GatewayConfig,
+    *,
+    transport: Transport | None = None,
+    clock: Clock | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[RunningNode]:
     """Serve one node until the block exits, then shut down gracefully.
 
-    ``clock`` drives the publish limits (default: the system's)."""
+    ``clock`` drives the publish limits (default: the system's); ``wall_clock`` is the
+    Unix time messages are issued at and checked for freshness against (tests skew it
+    to play a node whose clock is off; there is no setting for it)."""
     hosted = frozenset(p.id for p in config.participants)
     if config.state_dir is not None:
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +137,9 @@ async def running_node(
             audit.sign_head()
 
     try:
-        async with _serving(config, keys, audit, transport, stop, clock=clock) as node:
+        async with _serving(
+            config, keys, audit, transport, stop, clock=clock, wall_clock=wall_clock
+        ) as node:
             yield node
     finally:
         stop()
@@ -184,6 +193,7 @@ async def _serving(
     on_stop: Callable[[], None],
     *,
     clock: Clock | None,
+    wall_clock: Callable[[], float],
 ) -> AsyncIterator[RunningNode]:
     hosted = frozenset(p.id for p in config.participants)
     transport = transport or KafkaTransport(config.kafka)
@@ -217,6 +227,7 @@ async def _serving(
             seen=seen,
             idempotency=idempotency,
             clock=clock,
+            wall_clock=wall_clock,
             admission=view if view is not None else OPEN,
             registry=view,
             webhook_secrets={

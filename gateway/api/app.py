@@ -8,6 +8,7 @@ web.run_app(app)
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -74,6 +75,8 @@ class NodeParts:
     """Publish results by sender and Idempotency-Key (a retry gets the original answer)."""
     clock: Clock | None = None
     """The clocks publish limits run on; None: the system's (tests pass a fake)."""
+    wall_clock: Callable[[], float] = time.time
+    """Unix seconds messages are issued at and checked for freshness against."""
     admission: Admission = OPEN
     """Whom the registry lets take part now, and in what; OPEN: no registry."""
     registry: RegistryView | None = None
@@ -168,6 +171,7 @@ def _broker_lifetime(
             keys=parts.keys,
             publisher=publisher,
             audit=parts.audit,
+            clock=parts.wall_clock,
             admission=parts.admission,
         )
         for participant in hosted:
@@ -223,6 +227,7 @@ def _start_inbox(
             catalog=parts.catalog,
             keys=parts.keys,
             already_settled=already_settled,
+            clock=parts.wall_clock,
             admission=parts.admission,
         ),
         publisher=publisher,

@@ -83,13 +83,17 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, *, binary: Path | None = None, log_path: Path | None = None) -> EmbeddedBroker:
-        """Start the broker on a free port and wait until it accepts connections."""
+    def start(
+        cls, *, binary: Path | None = None, log_path: Path | None = None, port: int | None = None
+    ) -> EmbeddedBroker:
+        """Start the broker on ``port`` (default: a free one) and wait until it accepts
+        connections. A given port is tried once: a broker restarted where its clients
+        expect it (it comes back empty, its data being in memory)."""
         executable = find_broker_binary(binary)
-        for _attempt in range(3):
-            port = _free_port()
+        for _attempt in range(1 if port else 3):
+            chosen = port or _free_port()
             log_file = open(log_path, "ab") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
-            url = f"tcp://127.0.0.1:{port}"
+            url = f"tcp://127.0.0.1:{chosen}"
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [
                     str(executable),
@@ -104,7 +108,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks here
             )
-            broker = cls(process, port, log_file)
+            broker = cls(process, chosen, log_file)
             if broker._wait_ready():
                 log.info("broker_started", bootstrap=broker.bootstrap, pid=process.pid)
                 return broker
@@ -123,6 +127,10 @@ class EmbeddedBroker:
                 return True
             time.sleep(0.05)
         return False
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def running(self) -> bool:
         return self._process.poll() is None
