@@ -91,6 +91,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--soak-rate", type=float, default=250.0, help="open-loop msg/s during the soak")
     add("--keep", type=Path, help="keep keys, configs and the processes' logs here")
     add("--profile", action="store_true", help="cProfile both nodes into --keep")
+    add("--tracemalloc", action="store_true", help="both nodes' allocation growth into --keep")
     add(
         "--fetch-wait-ms",
         type=int,
@@ -99,13 +100,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add(
         "--producer-batch-bytes",
         type=int,
-        help="what-if: the nodes' and raw producer's max_batch_size (aiokafka default 16384)",
+        help="what-if: the nodes' and raw producer's max_batch_size (gateway default 512 KiB)",
     )
     add("--uvloop", action="store_true", help="what-if: the nodes on uvloop (pip install uvloop)")
     add("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.profile and args.keep is None:
-        parser.error("--profile writes into the --keep directory")
+    if (args.profile or args.tracemalloc) and args.keep is None:
+        parser.error("--profile and --tracemalloc write into the --keep directory")
     return args
 
 
@@ -120,6 +121,8 @@ def wrapper(args: argparse.Namespace, home: Path, node_id: str) -> list[str]:
         options += ["--producer-batch-bytes", str(args.producer_batch_bytes)]
     if args.uvloop:
         options.append("--uvloop")
+    if args.tracemalloc:
+        options += ["--tracemalloc", str(home / f"{node_id}.tracemalloc.txt")]
     return options
 
 

@@ -22,6 +22,10 @@ starts them with this script only when asked to profile them or to try a what-if
   aiokafka's 16 KiB). A record that does not fit the open batch of its
   partition waits for that batch to be sent, and aiokafka sends one request
   per broker at a time: with 16 KiB, six 2.7 KB envelopes fit a batch.
+- ``--tracemalloc OUT``: trace the node's allocations (12 frames; the node runs
+  two to three times slower); a snapshot after ``--settle-s`` (120) seconds and
+  one when it stops, and the 30 call sites whose memory grew most in between
+  written to ``OUT``: what a soak's RSS creep is made of.
 - ``--uvloop``: run the node on uvloop's event loop instead of asyncio's (not
   a dependency of the gateway: ``pip install uvloop``).
 """
@@ -33,7 +37,9 @@ import asyncio
 import cProfile
 import importlib
 import sys
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +75,27 @@ def profiled(argv: list[str], out: Path) -> int:
         profiler.dump_stats(out)
 
 
+def traced(argv: list[str], out: Path, settle_s: float) -> int:
+    """Run the node under tracemalloc: a snapshot once ``settle_s`` passed, another when
+    it stops, and the 30 allocation sites that grew most in between written to ``out``."""
+    tracemalloc.start(12)
+    first: list[tracemalloc.Snapshot] = []
+    timer = threading.Timer(settle_s, lambda: first.append(tracemalloc.take_snapshot()))
+    timer.daemon = True
+    timer.start()
+    try:
+        return gateway_main(argv)
+    finally:
+        timer.cancel()
+        last = tracemalloc.take_snapshot()
+        lines = [f"traced memory now: {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB"]
+        if first:
+            for stat in last.compare_to(first[0], "traceback")[:30]:
+                lines.append(f"{stat.size_diff / 2**20:+.2f} MiB, {stat.count_diff:+} blocks")
+                lines += [f"    {line}" for line in stat.traceback.format(limit=6)]
+        out.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
@@ -76,6 +103,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fetch-wait-ms", type=int, help="aiokafka fetch_max_wait_ms")
     parser.add_argument("--producer-batch-bytes", type=int, help="aiokafka max_batch_size")
     parser.add_argument("--uvloop", action="store_true", help="uvloop's event loop")
+    parser.add_argument("--tracemalloc", type=Path, help="write allocation growth to OUT")
+    parser.add_argument("--settle-s", type=float, default=120.0, help="first snapshot after")
     args = parser.parse_args(argv)
     if args.uvloop:
         uvloop = importlib.import_module("uvloop")  # looked up: not installed everywhere
@@ -85,6 +114,8 @@ def main(argv: list[str]) -> int:
     if args.producer_batch_bytes is not None:
         patch("AIOKafkaProducer", force=True, max_batch_size=args.producer_batch_bytes)
     serve = ["serve", "--config", str(args.config)]
+    if args.tracemalloc:
+        return traced(serve, args.tracemalloc, args.settle_s)
     return profiled(serve, args.profile) if args.profile else gateway_main(serve)
 
 
