@@ -39,6 +39,10 @@ NOT_CONFIG = frozenset({"GATEWAY_KEY_PASSPHRASE"})
 """Variables read where they are needed, never copied into the config object."""
 
 
+MAX_PRODUCER_BATCH_BYTES = 1_048_576
+"""A batch fills one produce request: aiokafka's ``max_request_size`` (1 MiB)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KafkaConfig:
     bootstrap: str = ""
@@ -546,6 +550,11 @@ def _check_limits(config: GatewayConfig) -> None:
             raise ConfigError(f"{key}: must be greater than zero")
     if not math.isfinite(config.http.idempotency_window_s):
         raise ConfigError("http.idempotency_window_s: must be a finite number of seconds")
+    if config.kafka.producer_batch_bytes > MAX_PRODUCER_BATCH_BYTES:
+        raise ConfigError(
+            f"kafka.producer_batch_bytes: at most {MAX_PRODUCER_BATCH_BYTES} (one produce "
+            "request, and Apache Kafka's default message.max.bytes)"
+        )
     not_negative = {
         "delivery.max_clock_skew_s": config.delivery.max_clock_skew_s,
         "crypto.cek_reuse_s": config.crypto.cek_reuse_s,

@@ -385,6 +385,16 @@ def test_environment_cannot_descend_into_a_non_section(tmp_path: Path) -> None:
     assert message == "GATEWAY_HTTP__PORT: 'http' is not a section"
 
 
+def test_a_producer_batch_past_one_request_is_refused(tmp_path: Path) -> None:
+    too_big = write_config(tmp_path, "kafka:\n  producer_batch_bytes: 1048577\n")
+    assert config_error(too_big) == (
+        "kafka.producer_batch_bytes: at most 1048576 (one produce request, and Apache "
+        "Kafka's default message.max.bytes)"
+    )
+    largest = write_config(tmp_path, "kafka:\n  producer_batch_bytes: 1048576\n")
+    assert load_config(largest, environ={}).kafka.producer_batch_bytes == 1_048_576
+
+
 def test_non_positive_limit_from_environment() -> None:
     message = config_error(None, {"GATEWAY_HTTP__MAX_BODY_BYTES": "0"})
 
