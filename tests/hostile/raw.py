@@ -108,9 +108,11 @@ async def _read_answer(reader: asyncio.StreamReader, started: float) -> Answer:
     for line in filter(None, header_lines):
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
+    length = headers.get("content-length")
     try:
-        body = await reader.readexactly(length)
+        # Without a length the body runs to the close (every request here says
+        # Connection: close); a chunked answer is not expected and stays framed.
+        body = await (reader.read() if length is None else reader.readexactly(int(length)))
     except (asyncio.IncompleteReadError, ConnectionError):
         body = b""
     return Answer(int(status_line.split()[1]), headers, body, time.monotonic() - started)

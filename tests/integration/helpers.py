@@ -90,6 +90,31 @@ def free_port() -> int:
         return port
 
 
+def node_b_config(fed: Federation, bootstrap: str, participant: dict[str, Any]) -> Path:
+    """``node-b.yaml`` for a node process hosting ``participant`` (its config entry), with
+    consumer-group timeouts short enough that a restarted node rejoins in seconds."""
+    path = fed.root / "node-b.yaml"
+    settings = {
+        "node_id": "node-b",
+        "prefix": fed.prefix,
+        "contracts_dir": str(fed.root / "contracts"),
+        "keys_dir": str(fed.root / "keys"),
+        "key_passphrase_file": str(fed.root / "passphrase"),
+        "state_dir": str(fed.root / "node-b.state"),
+        "audit": {"dir": str(fed.root / "node-b.audit"), "topic": False},
+        "participants": [participant],
+        "kafka": {
+            "bootstrap": bootstrap,
+            "session_timeout_s": 6.0,
+            "heartbeat_interval_s": 1.0,
+            "rebalance_timeout_s": 2.0,
+        },
+        "http": {"host": "127.0.0.1", "port": free_port()},
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
 @dataclass
 class Node:
     node_id: str

@@ -13,13 +13,12 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
 
-from tests.integration.helpers import audit, free_port, node, node_process
+from tests.integration.helpers import audit, node, node_b_config, node_process
 from tests.integration.test_delivery_semantics import publish, until
 from tests.support import Federation
 
@@ -28,29 +27,6 @@ pytestmark = pytest.mark.integration
 ME = "socialtreasury"
 WAVE = 40
 KILLS = 3
-
-
-def consumer_config(fed: Federation, bootstrap: str) -> Path:
-    path = fed.root / "node-b.yaml"
-    settings = {
-        "node_id": "node-b",
-        "prefix": fed.prefix,
-        "contracts_dir": str(fed.root / "contracts"),
-        "keys_dir": str(fed.root / "keys"),
-        "key_passphrase_file": str(fed.root / "passphrase"),
-        "state_dir": str(fed.root / "node-b.state"),
-        "audit": {"dir": str(fed.root / "node-b.audit"), "topic": False},
-        "participants": [{"id": ME, "token_sha256": [fed.digests[ME]]}],
-        "kafka": {
-            "bootstrap": bootstrap,
-            "session_timeout_s": 6.0,
-            "heartbeat_interval_s": 1.0,
-            "rebalance_timeout_s": 2.0,
-        },
-        "http": {"host": "127.0.0.1", "port": free_port()},
-    }
-    path.write_text(yaml.safe_dump(settings))
-    return path
 
 
 @dataclass
@@ -133,7 +109,7 @@ class Consumer:
 async def test_a_consuming_node_killed_repeatedly_loses_nothing_and_repeats_no_ack(
     bootstrap: str, fed: Federation
 ) -> None:
-    config = consumer_config(fed, bootstrap)
+    config = node_b_config(fed, bootstrap, {"id": ME, "token_sha256": [fed.digests[ME]]})
     port = yaml.safe_load(config.read_text())["http"]["port"]
     consumer = Consumer(f"http://127.0.0.1:{port}", fed)
     accepted: list[str] = []

@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.config import WebhookConfig
 from tests.api.test_request_response import LOOKUP, RESULT
 from tests.api.test_request_response import contract as lookup_contract
-from tests.integration.helpers import free_port, node, node_process
+from tests.integration.helpers import free_port, node, node_b_config, node_process
 from tests.support import REFERRAL, Federation, referral
 
 ME = "socialtreasury"
@@ -140,38 +140,19 @@ async def test_a_consuming_node_killed_mid_stream_loses_nothing(
     SIGKILL while messages flow, and started again: every message the publishing node
     answered 202 for reaches the endpoint."""
     await endpoint.up()
-    consumer = fed.root / "node-b.yaml"
-    consumer.write_text(
-        yaml.safe_dump(
-            {
-                "node_id": "node-b",
-                "prefix": fed.prefix,
-                "contracts_dir": str(fed.root / "contracts"),
-                "keys_dir": str(fed.root / "keys"),
-                "key_passphrase_file": str(fed.root / "passphrase"),
-                "state_dir": str(fed.root / "node-b.state"),
-                "audit": {"dir": str(fed.root / "node-b.audit"), "topic": False},
-                "participants": [
-                    {
-                        "id": ME,
-                        "token_sha256": [fed.digests[ME]],
-                        "webhook": {
-                            "url": endpoint.url,
-                            "secret_file": str(secret_file(fed)),
-                            "backoff_s": 0.1,
-                            "max_backoff_s": 0.5,
-                        },
-                    }
-                ],
-                "kafka": {
-                    "bootstrap": bootstrap,
-                    "session_timeout_s": 6.0,
-                    "heartbeat_interval_s": 1.0,
-                    "rebalance_timeout_s": 2.0,
-                },
-                "http": {"host": "127.0.0.1", "port": free_port()},
-            }
-        )
+    consumer = node_b_config(
+        fed,
+        bootstrap,
+        {
+            "id": ME,
+            "token_sha256": [fed.digests[ME]],
+            "webhook": {
+                "url": endpoint.url,
+                "secret_file": str(secret_file(fed)),
+                "backoff_s": 0.1,
+                "max_backoff_s": 0.5,
+            },
+        },
     )
     total = 150
     accepted: list[str] = []
