@@ -18,6 +18,7 @@ names the key (``http.port``) or the variable (``GATEWAY_HTTP__PORT``).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
@@ -104,6 +105,19 @@ class HttpConfig:
     certificate is recognised by its fingerprint (participants[].client_cert_sha256)."""
     tls_require_client_cert: bool = False
     """Refuse the TLS handshake without a client certificate (otherwise tokens still work)."""
+    metrics_token_file: Path | None = None
+    """File holding the bearer token scrapers send to ``/metrics``, read at start. None:
+    ``/metrics`` answers anyone who reaches the port (it names hosted participants and
+    contracts, never payload): expose it only to the monitoring network."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TracingConfig:
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint (``http://collector:4318/v1/traces``): export the publish
+    and deliver spans there. None (the default): nothing is exported; ``traceparent`` is
+    still carried from publish to delivery. Needs the ``otel`` extra."""
+    service_name: str = "gateway"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +265,7 @@ class GatewayConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def inbox_topic(self, participant: str) -> str:
         return f"{self.prefix}inbox.{participant}"
@@ -442,6 +457,7 @@ def _check(config: GatewayConfig) -> None:
     _check_webhooks(config)
     _check_limits(config)
     _check_publish_limits(config)
+    _check_tracing(config.tracing)
     if not 0 <= config.http.port <= 65535:
         raise ConfigError("http.port: must be between 0 and 65535")
     if not re.fullmatch(r"[A-Za-z0-9._-]*", config.prefix):
@@ -495,6 +511,32 @@ def _check_webhooks(config: GatewayConfig) -> None:
         for key, number in numbers.items():
             if not number > 0:
                 raise ConfigError(f"{where}.{key}: must be greater than zero")
+
+
+def _check_tracing(tracing: TracingConfig) -> None:
+    if tracing.otlp_endpoint is None:
+        return
+    url = urllib.parse.urlsplit(tracing.otlp_endpoint)
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise ConfigError("tracing.otlp_endpoint: an http:// or https:// URL of an OTLP collector")
+    missing = [m for m in _OTEL_MODULES if not _installed(m)]
+    if missing:
+        raise ConfigError(
+            "tracing.otlp_endpoint: exporting traces needs OpenTelemetry, which is not "
+            f"installed ({', '.join(missing)} missing): pip install 'gateway[otel]', "
+            "or remove tracing.otlp_endpoint"
+        )
+
+
+_OTEL_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def _check_registry(config: GatewayConfig) -> None:
