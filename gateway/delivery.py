@@ -31,9 +31,11 @@ import structlog
 from gateway.audit import AuditLog, digest
 from gateway.config import GatewayConfig
 from gateway.errors import RejectReason, TransportError, VerificationError
+from gateway.instruments import DeliveryOutcome, NodeMetrics
 from gateway.receiving import ReceivedMessage, Receiver
 from gateway.replay import SeenStore
 from gateway.replies import Replies
+from gateway.tracing import Span, Tracer, parse
 from gateway.transport import InboundRecord, OutboundRecord, Partition, Publisher, RecordSource
 
 log = structlog.get_logger("gateway.delivery")
@@ -59,6 +61,8 @@ class Delivery:
     offset: int
     record: InboundRecord
     """The envelope as read: what goes to the dead-letter topic if it cannot be delivered."""
+    span: Span
+    """The delivery's span: a child of the publish span, ended when first delivered."""
     state: State = field(default=State.READY)
     due: float = 0.0
     """Handed out: when it is handed out again unless acknowledged (monotonic time)."""
@@ -94,10 +98,14 @@ class Inbox:
         seen: SeenStore | None = None,
         visibility_timeout_s: float | None = None,
         replies: Replies | None = None,
+        metrics: NodeMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """``visibility_timeout_s``: pulled messages not acknowledged within it are handed
         out again (None: never, for push, whose pusher holds each until it is settled)."""
         self.participant = participant
+        self._metrics = metrics or NodeMetrics()
+        self._tracer = tracer or Tracer()
         self._visibility_s = visibility_timeout_s
         self._replies = replies
         self._recent: OrderedDict[str, Seen] = OrderedDict()
@@ -166,7 +174,8 @@ class Inbox:
             slots[record.offset] = None  # settled: nothing to deliver
             return
         tag = f"{self._epoch}.{record.partition}.{record.offset}"
-        delivery = Delivery(tag, message, record.where, record.offset, record)
+        span = self._tracer.start("deliver", parent=message.traceparent, recipient=self.participant)
+        delivery = Delivery(tag, message, record.where, record.offset, record, span)
         slots[record.offset] = delivery
         self._by_tag[tag] = delivery
         self._held[message.message_id] = tag
@@ -177,7 +186,7 @@ class Inbox:
             delivery.state = State.HANDED_OUT
             delivery.handed = 1
             delivery.due = time.monotonic() + (self._visibility_s or 0)
-            self._audit.record("message.delivered", **self._fields(delivery), mode="reply")
+            self._delivered(delivery, mode="reply")
             return
         self._ready.append(delivery)
         if self._in_flight() >= self._config.delivery.max_in_flight:
@@ -190,6 +199,7 @@ class Inbox:
         right now, read again: after a crash before the offset commit, a producer's
         retry, or a replay. It is settled without a second delivery and without a dead
         letter (nothing failed); the audit record shows it, for a security team."""
+        self._metrics.delivered(record.header("ce_type") or "", DeliveryOutcome.DUPLICATE)
         self._audit.record(
             "message.duplicate",
             recipient=self.participant,
@@ -219,6 +229,10 @@ class Inbox:
                 break
             except TransportError:
                 await asyncio.sleep(self._config.delivery.retry_backoff_s)
+        self._metrics.delivered(record.header("ce_type") or "", DeliveryOutcome.DEAD_LETTERED)
+        self._metrics.dead_letters.inc(self.participant, reason)
+        trace = parse(record.header("traceparent"))
+        traced = {"trace_id": trace.trace_id} if trace is not None else {}
         if attempts is None:  # refused by a check, not by the endpoint
             self._audit.record(
                 "envelope.rejected",
@@ -236,6 +250,7 @@ class Inbox:
             reason=reason,
             topic=dead.topic,
             **({"attempts": attempts} if attempts is not None else {}),
+            **traced,
         )
 
     def _revoked(self, partitions: set[Partition]) -> None:
@@ -264,6 +279,7 @@ class Inbox:
                 continue  # settled, or its partition went elsewhere, meanwhile
             delivery.state = State.READY
             self._ready.appendleft(delivery)
+            self._metrics.delivered(delivery.message.contract, DeliveryOutcome.RELEASED)
             self._audit.record(
                 "message.released",
                 recipient=self.participant,
@@ -324,8 +340,21 @@ class Inbox:
         """Up to ``max_messages`` verified messages, waiting up to ``wait_s`` for one."""
         taken = await self.hand_out(max_messages=max_messages, wait_s=wait_s)
         for delivery in taken:
-            self._audit.record("message.delivered", **self._fields(delivery), mode="pull")
+            self._delivered(delivery, mode="pull")
         return taken
+
+    def _delivered(self, delivery: Delivery, *, mode: str, **fields: object) -> None:
+        """Record a hand-over: audited each time; counted, timed end to end and its span
+        ended the first time (a message handed out again was counted as released)."""
+        self._audit.record("message.delivered", **self._fields(delivery), mode=mode, **fields)
+        if delivery.handed > 1:
+            return
+        m = delivery.message
+        self._metrics.delivered(m.contract, DeliveryOutcome.DELIVERED)
+        if m.sent_at is not None:
+            elapsed = max(0.0, time.time() - m.sent_at)
+            self._metrics.end_to_end.observe(elapsed, self._metrics.contract(m.contract))
+        delivery.span.end()
 
     async def hand_out(self, *, max_messages: int, wait_s: float) -> list[Delivery]:
         """Take ready messages without recording a delivery (push records its own, when
@@ -350,9 +379,7 @@ class Inbox:
 
     async def pushed(self, delivery: Delivery, *, attempts: int) -> None:
         """The endpoint took ``delivery`` (a 2xx): it is delivered and acknowledged."""
-        self._audit.record(
-            "message.delivered", **self._fields(delivery), mode="push", attempts=attempts
-        )
+        self._delivered(delivery, mode="push", attempts=attempts)
         await self.ack([delivery.tag])
 
     async def give_up(self, delivery: Delivery, *, detail: str, attempts: int) -> None:
@@ -361,6 +388,7 @@ class Inbox:
         if not self.current(delivery):
             return  # its partition went to another member meanwhile
         await self._dead_letter(delivery.record, "webhook-failed", detail, attempts=attempts)
+        delivery.span.end(error="webhook-failed")
         self._forget(delivery)
         delivery.state = State.DONE
         self._room.set()
@@ -379,6 +407,7 @@ class Inbox:
             delivery.state = State.DONE
             acknowledged.append(tag)
             settled.append(delivery.message.message_id)
+            self._metrics.delivered(delivery.message.contract, DeliveryOutcome.ACKNOWLEDGED)
             self._audit.record("message.acknowledged", **self._fields(delivery))
         if acknowledged:
             self._room.set()
@@ -433,4 +462,5 @@ class Inbox:
             "payload_sha256": digest(m.payload),
             "payload_size": len(m.payload),
             **({"migrated_from": m.migrated_from} if m.migrated_from else {}),
+            "trace_id": delivery.span.context.trace_id,
         }

@@ -14,6 +14,7 @@ anyone else)::
     idempotency-key: <message id>
     x-gateway-message-id, x-gateway-contract, x-gateway-version, x-gateway-sender,
     x-gateway-issued-at, x-gateway-correlation-id (when set), x-gateway-migrated-from
+    traceparent: <W3C trace context of the delivery: the publish's trace id>
 
 A 2xx acknowledges the message. Anything else (a status, a timeout, a refused
 connection, a redirect, which is never followed) is retried with exponential
@@ -237,6 +238,7 @@ class Pusher:
             "x-gateway-version": m.version,
             "x-gateway-sender": m.sender,
             "x-gateway-issued-at": str(m.issued_at),
+            "traceparent": str(delivery.span.context),
         }
         if m.correlation_id:
             headers["x-gateway-correlation-id"] = m.correlation_id

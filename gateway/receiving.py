@@ -10,11 +10,13 @@ distinct reason per check, so the audit trail says exactly what was refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gateway.cloudevents import SAFE_TOKEN
@@ -34,10 +36,20 @@ from gateway.errors import (
     UnknownContract,
     VerificationError,
 )
+from gateway.instruments import CryptoOperation, NodeMetrics
 from gateway.jsonparse import parse_json
 from gateway.participants.admission import OPEN, Admission
 from gateway.participants.document import Role
+from gateway.tracing import valid
 from gateway.transport import InboundRecord
+
+_FAILED_OPENING = {
+    RejectReason.DECRYPTION_FAILED: (CryptoOperation.DECRYPT_FAILED,),
+    RejectReason.SIGNATURE_INVALID: (CryptoOperation.DECRYPT, CryptoOperation.VERIFY_FAILED),
+    RejectReason.RECIPIENT_MISMATCH: (CryptoOperation.DECRYPT, CryptoOperation.VERIFY_FAILED),
+}
+"""The crypto operations a refusal while opening an envelope stands for; other refusals
+(malformed, unknown key, forbidden header) are counted as dead-letter reasons only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,12 @@ class ReceivedMessage:
     correlation_id: str | None
     migrated_from: str | None = None
     """The version the sender used, when the payload was upgraded to a pinned one."""
+    traceparent: str | None = None
+    """The publish span's W3C trace context from the record's headers (routing metadata,
+    not signed; None when absent or not a valid one): the parent of the delivery."""
+    sent_at: float | None = None
+    """When the sending node issued it, from ``ce_time`` (sub-second, unsigned), else
+    the signed ``issued_at``: the start of the end-to-end latency."""
 
 
 def _never_seen(_message_id: str) -> bool:
@@ -69,8 +87,10 @@ class Receiver:
         already_settled: Callable[[str], bool] = _never_seen,
         clock: Callable[[], float] = time.time,
         admission: Admission = OPEN,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self._participant = participant
+        self._metrics = metrics or NodeMetrics()
         self._admission = admission
         self._config = config
         self._catalog = catalog
@@ -90,9 +110,7 @@ class Receiver:
     def receive(self, record: InboundRecord) -> ReceivedMessage:
         # 1-6. Decrypt, verify the signature with the named sender's key, and
         #      check the signed recipient (gateway.crypto.envelope).
-        opened = self._opener.open(
-            record.value, recipient=self._participant, verify_key=self._verify_key
-        )
+        opened = self._open(record)
         b = opened.binding
         self._check_routing(record, b)
         # 7. The signing key was valid when the message was issued.
@@ -117,12 +135,27 @@ class Receiver:
             b.issued_at,
             opened.payload,
             self._correlation(record),
+            traceparent=_traceparent(record),
+            sent_at=_sent_at(record, b.issued_at),
         )
         # 12. A consumer pinned to a later version gets the payload upgraded to it.
         pinned = self._pins.get(b.contract)
         if pinned is None or pinned <= contract.version:
             return message
         return self._upgraded(message, document, str(pinned))
+
+    def _open(self, record: InboundRecord) -> Opened:
+        try:
+            opened = self._opener.open(
+                record.value, recipient=self._participant, verify_key=self._verify_key
+            )
+        except VerificationError as exc:
+            for operation in _FAILED_OPENING.get(exc.reason, ()):
+                self._metrics.crypto_done(operation)
+            raise
+        self._metrics.crypto_done(CryptoOperation.DECRYPT)
+        self._metrics.crypto_done(CryptoOperation.VERIFY)
+        return opened
 
     @staticmethod
     def _correlation(record: InboundRecord) -> str | None:
@@ -238,3 +271,21 @@ class Receiver:
     def _verify_key(self, sender: str, kid: str) -> VerifyKey | None:
         keys = self._keys.public(sender)
         return keys.verify_key(kid) if keys is not None else None
+
+
+def _traceparent(record: InboundRecord) -> str | None:
+    """The trace context header if it is a valid one: an invalid one is not a reason to
+    refuse a verified message, only to start a new trace at delivery (W3C: restart)."""
+    value = record.header("traceparent")
+    return value if value is not None and valid(value) else None
+
+
+def _sent_at(record: InboundRecord, issued_at: int) -> float:
+    """``ce_time`` if it is a time within a second of the signed issue time, else that."""
+    text = record.header("ce_time")
+    if text is not None:
+        with contextlib.suppress(ValueError):
+            sent = datetime.fromisoformat(text).timestamp()
+            if abs(sent - issued_at) <= 1:
+                return sent
+    return float(issued_at)

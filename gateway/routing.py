@@ -11,6 +11,7 @@ only an audit record.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -34,9 +35,17 @@ from gateway.errors import (
     UnknownRecipient,
 )
 from gateway.ids import new_message_id
+from gateway.instruments import (
+    CryptoOperation,
+    NodeMetrics,
+    PublishOutcome,
+    pointer_class,
+    publish_outcome,
+)
 from gateway.jsonparse import parse_json
 from gateway.participants.admission import OPEN, Admission
 from gateway.participants.document import Role
+from gateway.tracing import Span, Tracer
 from gateway.transport import OutboundRecord, Publisher
 
 _MAX_POINTERS = 50
@@ -55,6 +64,7 @@ class PublishRequest:
     ordering_key: str | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
+    """The caller's W3C trace context: the parent of this publish's span."""
     message_id: str | None = None
     """Chosen by the caller (a request waits for replies to it); default: a new one."""
     parsed: tuple[Any] | None = None
@@ -81,9 +91,13 @@ class Router:
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
         admission: Admission = OPEN,
+        metrics: NodeMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """``admission`` says whom the registry lets take part now, and in what."""
         self._admission = admission
+        self._metrics = metrics or NodeMetrics()
+        self._tracer = tracer or Tracer()
         self._config = config
         self._catalog = catalog
         self._keys = keys
@@ -97,13 +111,31 @@ class Router:
 
     async def publish(self, request: PublishRequest) -> Accepted:
         message_id = request.message_id or new_message_id()
+        span = self._tracer.start("publish", parent=request.traceparent, sender=request.sender)
         try:
             contract, payload, recipients = self._admit(request)
-            records = self._envelopes(message_id, request, contract, payload, recipients)
-            await self._publisher.publish(records)
+            records = self._envelopes(message_id, request, contract, payload, recipients, span=span)
+            await self._acknowledged(records)
         except GatewayError as exc:
-            self._refused(message_id, request, exc)
+            self._refused(message_id, request, exc, span)
             raise
+        self._accepted(message_id, request, contract, recipients, span)
+        return Accepted(message_id, contract.ref, recipients)
+
+    async def _acknowledged(self, records: list[OutboundRecord]) -> None:
+        """Hand ``records`` to Kafka and wait for the broker's acknowledgement (timed)."""
+        started = time.perf_counter()
+        await self._publisher.publish(records)
+        self._metrics.publish_ack.observe(time.perf_counter() - started)
+
+    def _accepted(
+        self,
+        message_id: str,
+        request: PublishRequest,
+        contract: ContractVersion,
+        recipients: tuple[str, ...],
+        span: Span,
+    ) -> None:
         self._audit.record(
             "message.accepted",
             message_id=message_id,
@@ -112,8 +144,10 @@ class Router:
             recipients=list(recipients),
             payload_sha256=digest(request.body),
             payload_size=len(request.body),
+            trace_id=span.context.trace_id,
         )
-        return Accepted(message_id, contract.ref, recipients)
+        self._metrics.published(contract.id, PublishOutcome.ACCEPTED)
+        span.end()
 
     async def publish_batch(
         self, requests: Sequence[PublishRequest]
@@ -125,38 +159,33 @@ class Router:
         with that error (some of its records may have reached Kafka: retry them with an
         Idempotency-Key, whose derived id makes a second copy a duplicate)."""
         results: list[Accepted | GatewayError] = []
-        pending: list[tuple[int, str, PublishRequest, ContractVersion, tuple[str, ...]]] = []
+        pending: list[tuple[int, str, PublishRequest, ContractVersion, tuple[str, ...], Span]] = []
         records: list[OutboundRecord] = []
         for request in requests:
             message_id = request.message_id or new_message_id()
+            span = self._tracer.start("publish", parent=request.traceparent, sender=request.sender)
             try:
                 contract, payload, recipients = self._admit(request)
-                records += self._envelopes(message_id, request, contract, payload, recipients)
+                records += self._envelopes(
+                    message_id, request, contract, payload, recipients, span=span
+                )
             except GatewayError as exc:
-                self._refused(message_id, request, exc)
+                self._refused(message_id, request, exc, span)
                 results.append(exc)
                 continue
-            pending.append((len(results), message_id, request, contract, recipients))
+            pending.append((len(results), message_id, request, contract, recipients, span))
             results.append(Accepted(message_id, contract.ref, recipients))
         if not records:
             return results
         try:
-            await self._publisher.publish(records)
+            await self._acknowledged(records)
         except GatewayError as exc:
-            for index, message_id, request, _, _ in pending:
-                self._refused(message_id, request, exc)
+            for index, message_id, request, _, _, span in pending:
+                self._refused(message_id, request, exc, span)
                 results[index] = exc
             return results
-        for _, message_id, request, contract, recipients in pending:
-            self._audit.record(
-                "message.accepted",
-                message_id=message_id,
-                contract=contract.ref,
-                sender=request.sender,
-                recipients=list(recipients),
-                payload_sha256=digest(request.body),
-                payload_size=len(request.body),
-            )
+        for _, message_id, request, contract, recipients, span in pending:
+            self._accepted(message_id, request, contract, recipients, span)
         return results
 
     def _admit(self, request: PublishRequest) -> tuple[ContractVersion, Any, tuple[str, ...]]:
@@ -216,6 +245,8 @@ class Router:
         contract: ContractVersion,
         payload: Any,
         recipients: tuple[str, ...],
+        *,
+        span: Span,
     ) -> list[OutboundRecord]:
         now = self._clock()
         signer = self._keys.private(request.sender).signing
@@ -240,9 +271,12 @@ class Router:
                 dataschema=contract.dataschema,
                 time=datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
                 correlation_id=request.correlation_id,
-                traceparent=request.traceparent,
+                traceparent=str(span.context),
             )
             records.append(OutboundRecord(self._config.inbox_topic(recipient), key, value, headers))
+        # One JWS and one JWE per recipient.
+        self._metrics.crypto_done(CryptoOperation.SIGN, len(records))
+        self._metrics.crypto_done(CryptoOperation.ENCRYPT, len(records))
         return records
 
     def _body_for(
@@ -269,7 +303,9 @@ class Router:
             names = self._names[contract.ref] = frozenset(_schema_names(contract.schema))
         return names
 
-    def _refused(self, message_id: str, request: PublishRequest, exc: GatewayError) -> None:
+    def _refused(
+        self, message_id: str, request: PublishRequest, exc: GatewayError, span: Span
+    ) -> None:
         fields: dict[str, object] = {}
         if isinstance(exc, ContractViolation):
             # Bounded: a body crafted to fail everywhere must not make a huge record.
@@ -278,6 +314,12 @@ class Router:
             fields["pointers"] = pointers[:_MAX_POINTERS]
             if len(pointers) > _MAX_POINTERS:
                 fields["pointers_total"] = len(pointers)
+            classes = (pointer_class(v.pointer, declared) for v in exc.violations)
+            self._metrics.validation_failed(
+                request.contract, itertools.islice(classes, _MAX_POINTERS)
+            )
+        self._metrics.published(request.contract, publish_outcome(exc))
+        span.end(error=exc.code)
         self._audit.record(
             "message.rejected",
             message_id=message_id,
@@ -286,6 +328,7 @@ class Router:
             reason=exc.code,
             payload_sha256=digest(request.body),
             payload_size=len(request.body),
+            trace_id=span.context.trace_id,
             **fields,
         )
         exc.audited = True

@@ -149,3 +149,23 @@ def referral(number: int = 1) -> dict[str, Any]:
         "urgency": "routine",
         "referredTo": {"organisationId": "cardio-center-3", "specialty": "cardiology"},
     }
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """A scrape of ``/metrics`` as sample -> value, the sample as rendered (name and
+    labels: ``gateway_publishes_total{contract="c",outcome="accepted"}``)."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, _, value = line.rpartition(" ")
+            samples[sample] = float(value)
+    return samples
+
+
+def moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What changed between two scrapes (a sample new in ``after`` moved from 0)."""
+    return {
+        sample: after[sample] - before.get(sample, 0)
+        for sample in after
+        if after[sample] != before.get(sample, 0)
+    }

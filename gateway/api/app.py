@@ -28,11 +28,14 @@ from gateway.api.keys import (
     INBOXES,
     KEYS,
     LIMITER,
+    METRICS,
     PUBLISHER,
     READINESS,
     REGISTRY,
     REPLIES,
     ROUTER,
+    SCRAPE_TOKEN,
+    TRACER,
     Readiness,
 )
 from gateway.api.openapi import openapi_document
@@ -45,6 +48,7 @@ from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.dlq import DeadLetters
 from gateway.idempotency import IdempotencyStore
+from gateway.instruments import NodeMetrics, scrape_token
 from gateway.limits import Clock, Limiter
 from gateway.participants.admission import OPEN, Admission
 from gateway.participants.follow import RegistryView
@@ -53,6 +57,7 @@ from gateway.receiving import Receiver
 from gateway.replay import SeenStore
 from gateway.replies import Replies
 from gateway.routing import Router
+from gateway.tracing import tracer_for
 from gateway.transport import Publisher, Transport
 
 log = structlog.get_logger("gateway.node")
@@ -105,6 +110,9 @@ def create_app(parts: NodeParts) -> web.Application:
     app[ADMISSION] = parts.admission
     app[LIMITER] = Limiter.for_config(config, clock=parts.clock)
     app[IDEMPOTENCY] = parts.idempotency
+    app[METRICS] = NodeMetrics(known=parts.catalog.knows)
+    app[SCRAPE_TOKEN] = scrape_token(config.http.metrics_token_file)
+    app[TRACER] = tracer_for(config.tracing)
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
     return app
@@ -173,6 +181,8 @@ def _broker_lifetime(
             audit=parts.audit,
             clock=parts.wall_clock,
             admission=parts.admission,
+            metrics=app[METRICS],
+            tracer=app[TRACER],
         )
         for participant in hosted:
             app[DEAD_LETTERS][participant] = DeadLetters(
@@ -199,6 +209,7 @@ def _broker_lifetime(
                 log.warning("audit_not_shipped", note="sent from the files on next start")
             app[READINESS].publisher = False
             await publisher.stop()
+            app[TRACER].close()
 
     return lifetime
 
@@ -229,12 +240,15 @@ def _start_inbox(
             already_settled=already_settled,
             clock=parts.wall_clock,
             admission=parts.admission,
+            metrics=app[METRICS],
         ),
         publisher=publisher,
         audit=parts.audit,
         seen=parts.seen,
         visibility_timeout_s=None if pushed else config.delivery.visibility_timeout_s,
         replies=app[REPLIES],
+        metrics=app[METRICS],
+        tracer=app[TRACER],
     )
     app[INBOXES][participant] = inbox
     readiness = app[READINESS]

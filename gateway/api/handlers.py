@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -26,8 +27,10 @@ from gateway.api.keys import (
     IDEMPOTENCY,
     INBOXES,
     LIMITER,
+    METRICS,
     READINESS,
     ROUTER,
+    SCRAPE_TOKEN,
 )
 from gateway.audit import digest
 from gateway.cloudevents import SAFE_TOKEN, TRACEPARENT
@@ -42,11 +45,14 @@ from gateway.errors import (
     PayloadTooLarge,
     PushDelivery,
     Throttled,
+    Unauthenticated,
     UnsupportedMediaType,
 )
 from gateway.idempotency import HEADER, REPLAYED, fingerprint, parse_key
 from gateway.ids import derived_message_id
+from gateway.instruments import PublishOutcome, publish_outcome
 from gateway.jsonparse import parse_json
+from gateway.metrics import CONTENT_TYPE
 from gateway.routing import Accepted, PublishRequest
 
 _MAX_RECIPIENTS = 64
@@ -251,6 +257,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 def _audit_deduplicated(request: web.Request, message: PublishRequest, original: Accepted) -> None:
     """Record a retry answered from the store: the original message; never the payload."""
+    request.app[METRICS].published(original.contract, PublishOutcome.DEDUPLICATED)
     request.app[AUDIT].record(
         "message.deduplicated",
         message_id=original.message_id,
@@ -264,6 +271,7 @@ def _audit_deduplicated(request: web.Request, message: PublishRequest, original:
 
 def _audit_reused(request: web.Request, message: PublishRequest, exc: GatewayError) -> None:
     """Record a publish refused for reusing a key like a refusal by the router."""
+    request.app[METRICS].published(message.contract, publish_outcome(exc))
     request.app[AUDIT].record(
         "message.rejected",
         contract=message.contract[:_MAX_AUDITED_CONTRACT],
@@ -279,6 +287,7 @@ def _audit_throttled(
     request: web.Request, exc: Throttled, *, sender: str, payload_size: int | None
 ) -> None:
     """Record a refused publish as ``message.throttled``: who, what, why; never the payload."""
+    request.app[METRICS].published(request.match_info["contract"], PublishOutcome.THROTTLED)
     request.app[AUDIT].record(
         "message.throttled",
         sender=sender,
@@ -339,6 +348,7 @@ def delivery_json(delivery: Delivery) -> bytes:
         "issued_at": m.issued_at,
         "correlation_id": m.correlation_id,
         "migrated_from": m.migrated_from,
+        "traceparent": str(delivery.span.context),
     }
     return json.dumps(meta).encode()[:-1] + b',"payload":' + m.payload.strip() + b"}"
 
@@ -433,23 +443,41 @@ async def inbox_status(request: web.Request) -> web.Response:
     return web.json_response({"participant": participant, **(await inbox.stats())})
 
 
+_INBOX_GAUGES = {
+    "ready": "verified messages waiting to be handed out",
+    "handed_out": "messages handed out (or being pushed) and not yet acknowledged",
+    "delayed": "messages given back with a delay",
+    "lag": "records in the inbox topic not yet read by this node",
+}
+
+
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format: per hosted participant, its inbox's backlog and lag."""
-    lines = []
-    gauges = {
-        "ready": "verified messages waiting to be handed out",
-        "handed_out": "messages handed out (or being pushed) and not yet acknowledged",
-        "delayed": "messages given back with a delay",
-        "lag": "records in the inbox topic not yet read by this node",
-    }
+    """Prometheus text format 0.0.4: the node's counters and histograms, and per hosted
+    participant its inbox's backlog and lag (measured now)."""
+    _check_scraper(request)
+    node = request.app[METRICS]
     stats = {p: await inbox.stats() for p, inbox in sorted(request.app[INBOXES].items())}
-    for name, help_text in gauges.items():
+    for participant, numbers in stats.items():
+        node.inbox_lag.set(numbers["lag"], participant)
+    lines = []
+    for name, help_text in _INBOX_GAUGES.items():
         lines += [
             f"# HELP gateway_inbox_{name} {help_text}",
             f"# TYPE gateway_inbox_{name} gauge",
         ]
         lines += [f'gateway_inbox_{name}{{participant="{p}"}} {s[name]}' for p, s in stats.items()]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+    text = node.registry.render() + "\n".join(lines) + "\n"
+    return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _check_scraper(request: web.Request) -> None:
+    """With ``http.metrics_token_file``, only a scraper sending that bearer token."""
+    token = request.app[SCRAPE_TOKEN]
+    if token is None:
+        return
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.encode()):
+        raise Unauthenticated("send the scrape token: Authorization: Bearer <token>")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -15,11 +15,13 @@ from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
 from gateway.dlq import DeadLetters
 from gateway.idempotency import IdempotencyStore
+from gateway.instruments import NodeMetrics
 from gateway.limits import Limiter
 from gateway.participants.admission import Admission
 from gateway.participants.follow import RegistryView
 from gateway.replies import Replies
 from gateway.routing import Router
+from gateway.tracing import Tracer
 from gateway.transport import Publisher
 
 
@@ -52,6 +54,10 @@ DEAD_LETTERS = web.AppKey("dead_letters", dict[str, DeadLetters])
 READINESS = web.AppKey("readiness", Readiness)
 AUDIT = web.AppKey("audit", AuditLog)
 LIMITER = web.AppKey("limiter", Limiter)
+METRICS = web.AppKey("metrics", NodeMetrics)
+TRACER = web.AppKey("tracer", Tracer)
+SCRAPE_TOKEN: web.AppKey[str | None] = web.AppKey("scrape_token")
+"""The bearer token ``/metrics`` asks for (``http.metrics_token_file``); None: none."""
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 """Publish results by sender and Idempotency-Key, within the window."""
 

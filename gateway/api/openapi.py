@@ -40,6 +40,12 @@ _MESSAGE = {
             "description": "The sender's version, when the payload was upgraded to the "
             "version this participant is pinned to.",
         },
+        "traceparent": {
+            "type": "string",
+            "pattern": TRACEPARENT.pattern,
+            "description": "W3C trace context of this delivery: the publish's trace id (the "
+            "publisher's, when it sent a `traceparent`), a parent id of its own.",
+        },
         "payload": {"description": "The exact JSON the sender published."},
     },
 }
@@ -1024,13 +1030,33 @@ _PATHS: dict[str, Any] = {
     "/metrics": {
         "get": {
             "operationId": "metrics",
-            "summary": "Prometheus metrics: each hosted inbox's backlog and lag",
+            "summary": "Prometheus metrics: publishes, deliveries, latencies, inbox lag",
+            "description": (
+                "Prometheus text exposition format 0.0.4. Families: "
+                "`gateway_publishes_total{contract,outcome}` (accepted, rejected, refused, "
+                "throttled, deduplicated, unavailable), "
+                "`gateway_deliveries_total{contract,outcome}` (delivered, acknowledged, "
+                "released, dead_lettered, duplicate), "
+                "`gateway_validation_failures_total{contract,pointer_class}` (array indices "
+                "as `*`; members the contract does not declare as `(undeclared)`), "
+                "`gateway_publish_ack_seconds` and `gateway_end_to_end_seconds{contract}` "
+                "(histograms), `gateway_inbox_lag{participant}`, "
+                "`gateway_dead_letters_total{participant,reason}`, "
+                "`gateway_crypto_operations_total{operation}`, and each hosted inbox's "
+                "`gateway_inbox_ready`, `_handed_out`, `_delayed` and `_lag`. A contract the "
+                "catalog does not know is labelled `unknown`; no label carries payload. "
+                "Unauthenticated unless `http.metrics_token_file` is set: then the scraper "
+                "sends that token as a bearer token (401 without it). Metrics name the "
+                "hosted participants and contracts: without a token, expose the port only "
+                "to the monitoring network."
+            ),
             "security": [],
             "responses": {
                 "200": {
                     "description": "Prometheus text exposition format.",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **_problems(401),
             },
         }
     },
@@ -1098,6 +1124,8 @@ def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
     http, delivery = (config.http, config.delivery) if config else (HttpConfig(), DeliveryConfig())
     paths = copy.deepcopy({**_PATHS, **_DLQ_PATHS})
     _apply_limits(paths, http, delivery)
+    if http.metrics_token_file is not None:  # the scrape token is a bearer token
+        paths["/metrics"]["get"]["security"] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {

@@ -52,6 +52,10 @@ class ContractCatalog:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_id.values())
 
+    def knows(self, contract_id: str) -> bool:
+        """Whether a contract of this id has a version here."""
+        return contract_id in self._by_id
+
     def ids(self) -> list[str]:
         return sorted(self._by_id)
 

@@ -19,10 +19,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway.api.keys import METRICS
 from gateway.config import GatewayConfig, WebhookConfig, load_config
 from gateway.errors import ConfigError, TransportError
 from gateway.node import RunningNode, running_node
 from gateway.push import read_secrets, signature
+from gateway.tracing import parse
 from gateway.transport import InboundRecord
 from tests.fakes import MemorySource, MemoryTransport
 from tests.support import REFERRAL, Federation, referral
@@ -174,6 +176,27 @@ async def test_a_message_is_posted_signed_with_its_metadata(push: Push) -> None:
     )
 
 
+async def test_the_callback_carries_the_trace_context_of_the_publish(push: Push) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with push.http.post(
+        f"{PUBLISH}?to={ME}",
+        json=referral(),
+        headers={**push.fed.auth("minhealth"), "traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+    ) as response:
+        assert response.status == 202
+
+    await push.until(lambda: push.audit("message.acknowledged"))
+    [call] = push.endpoint.calls
+    delivered = parse(call["headers"]["traceparent"])
+    assert delivered is not None
+    assert delivered.trace_id == trace
+    assert delivered.span_id != "00f067aa0ba902b7"
+    assert push.audit("message.delivered")[0]["trace_id"] == trace
+    metrics = push.node.app[METRICS]
+    assert metrics.deliveries.value(REFERRAL, "delivered") == 1
+    assert metrics.end_to_end.count(REFERRAL) == 1
+
+
 async def test_a_participant_with_a_webhook_is_not_pulled(push: Push) -> None:
     async with push.http.get("/v1/inbox", headers=push.fed.auth(ME)) as response:
         assert response.status == 409
@@ -226,6 +249,10 @@ async def test_an_endpoint_always_failing_sends_messages_to_the_dead_letter_topi
     assert len(failing.endpoint.calls) == 3
     [event] = failing.audit("message.dead_lettered")
     assert (event["reason"], event["attempts"]) == ("webhook-failed", 3)
+    metrics = failing.node.app[METRICS]
+    assert metrics.dead_letters.value(ME, "webhook-failed") == 1
+    assert metrics.deliveries.value(REFERRAL, "dead_lettered") == 1
+    assert metrics.deliveries.value(REFERRAL, "delivered") == 0
     # The inbox went past it: the next message is pushed (and fails) on its own.
     failing.endpoint.plan = []
     later = await failing.publish()

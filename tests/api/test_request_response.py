@@ -186,12 +186,13 @@ def test_only_the_awaited_responder_under_the_response_contract_is_taken_as_the_
     from gateway.delivery import Delivery
     from gateway.receiving import ReceivedMessage
     from gateway.replies import Replies
+    from gateway.tracing import IdSpan, start
     from gateway.transport import InboundRecord, Partition
 
     def delivery(sender: str, contract: str) -> Delivery:
         message = ReceivedMessage("m-2", sender, "minhealth", contract, "1.0.0", 0, b"{}", "m-1")
         record = InboundRecord("t", 0, 0, None, b"", ())
-        return Delivery("tag", message, Partition("t", 0), 0, record)
+        return Delivery("tag", message, Partition("t", 0), 0, record, IdSpan(start()))
 
     async def check() -> None:
         replies = Replies()
