@@ -180,6 +180,7 @@ class Pusher:
                         "webhook_lane_failed",
                         participant=self._inbox.participant,
                         message_id=delivery.message.message_id,
+                        trace_id=delivery.span.context.trace_id,
                         error=type(exc).__name__,
                     )
                     await self._inbox.give_up(
@@ -207,6 +208,7 @@ class Pusher:
                     "webhook_gave_up",
                     participant=self._inbox.participant,
                     message_id=delivery.message.message_id,
+                    trace_id=delivery.span.context.trace_id,
                     attempts=attempts,
                     last=attempt.detail,
                 )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from gateway.audit import AuditLog, digest
 from gateway.cloudevents import event_headers
 from gateway.config import GatewayConfig
@@ -112,14 +114,18 @@ class Router:
     async def publish(self, request: PublishRequest) -> Accepted:
         message_id = request.message_id or new_message_id()
         span = self._tracer.start("publish", parent=request.traceparent, sender=request.sender)
-        try:
-            contract, payload, recipients = self._admit(request)
-            records = self._envelopes(message_id, request, contract, payload, recipients, span=span)
-            await self._acknowledged(records)
-        except GatewayError as exc:
-            self._refused(message_id, request, exc, span)
-            raise
-        self._accepted(message_id, request, contract, recipients, span)
+        # Log lines while publishing (a broker that does not answer) name the trace.
+        with structlog.contextvars.bound_contextvars(trace_id=span.context.trace_id):
+            try:
+                contract, payload, recipients = self._admit(request)
+                records = self._envelopes(
+                    message_id, request, contract, payload, recipients, span=span
+                )
+                await self._acknowledged(records)
+            except GatewayError as exc:
+                self._refused(message_id, request, exc, span)
+                raise
+            self._accepted(message_id, request, contract, recipients, span)
         return Accepted(message_id, contract.ref, recipients)
 
     async def _acknowledged(self, records: list[OutboundRecord]) -> None:

@@ -5,8 +5,9 @@ live in one table: :class:`~gateway.audit.log.AuditLog` refuses a name that is
 not here, and ``gateway audit events`` prints the table. Every record also
 carries ``seq``, ``prev``, ``event``, ``node`` and ``time``; message events
 carry ``message_id``, ``contract`` (``id@version``), ``sender``, ``recipient``
-or ``recipients``, ``payload_sha256`` and ``payload_size``; ``outcome`` is
-added from this table. Records never carry payload plaintext, tokens or keys.
+or ``recipients``, ``payload_sha256`` and ``payload_size``, and those of a
+message's publish and delivery its W3C ``trace_id``; ``outcome`` is added
+from this table. Records never carry payload plaintext, tokens or keys.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ EVENTS: dict[str, Event] = {
     "message.accepted": Event(
         "accepted",
         "a publish was validated, sealed and is durable in Kafka",
-        (*_MESSAGE, "recipients"),
+        (*_MESSAGE, "recipients", "trace_id"),
     ),
     "message.rejected": Event(
         "rejected",
         "a publish was refused and nothing was sent (reason; JSON pointers of violations)",
-        (*_MESSAGE, "reason", "pointers", "pointers_total"),
+        (*_MESSAGE, "reason", "pointers", "pointers_total", "trace_id"),
     ),
     "message.throttled": Event(
         "throttled",
@@ -49,10 +50,12 @@ EVENTS: dict[str, Event] = {
         (*_MESSAGE, "recipients"),
     ),
     "message.delivered": Event(
-        "delivered", "a verified message was handed to its recipient", (*_RECEIVED, "mode")
+        "delivered",
+        "a verified message was handed to its recipient",
+        (*_RECEIVED, "mode", "trace_id"),
     ),
     "message.acknowledged": Event(
-        "acknowledged", "the recipient acknowledged a message", _RECEIVED
+        "acknowledged", "the recipient acknowledged a message", (*_RECEIVED, "trace_id")
     ),
     "message.retried": Event(
         "retried", "a delivery attempt failed; it will be tried again", (*_RECEIVED, "attempt")
@@ -60,7 +63,7 @@ EVENTS: dict[str, Event] = {
     "message.dead_lettered": Event(
         "dead-lettered",
         "an envelope was written to the dead-letter topic with its reason",
-        ("message_id", "recipient", "reason", "topic", "attempts"),
+        ("message_id", "recipient", "reason", "topic", "attempts", "trace_id"),
     ),
     "message.replayed": Event(
         "replayed",

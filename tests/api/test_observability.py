@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from gateway.api.keys import PUBLISHER
 from gateway.node import running_node
 from gateway.tracing import parse
 from gateway.transport import OutboundRecord
@@ -146,6 +148,27 @@ async def test_the_publishers_trace_id_reaches_the_delivery_and_the_audit_trail(
     assert sent.trace_id == TRACE
     assert len({sent.span_id, delivery.span_id, "00f067aa0ba902b7"}) == 3
     assert records["message.accepted"]["message_id"] == accepted["message_id"]
+
+
+async def test_log_lines_while_publishing_name_the_trace(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Kafka producer logs (a broker that does not answer) carries trace_id:
+    the structured log merges context variables, bound for the publish."""
+    bound: list[dict[str, Any]] = []
+    publisher = gw.node.app[PUBLISHER]
+    real = publisher.publish
+
+    async def publish_seeing_context(records: Sequence[OutboundRecord]) -> None:
+        bound.append(structlog.contextvars.get_contextvars())
+        await real(records)
+
+    monkeypatch.setattr(publisher, "publish", publish_seeing_context)
+    status, _ = await publish(gw, referral(), traceparent=PARENT)
+
+    assert status == 202
+    assert bound == [{"trace_id": TRACE}]
+    assert "trace_id" not in structlog.contextvars.get_contextvars()  # unbound after
 
 
 async def test_a_publish_without_traceparent_starts_a_trace(gw: Gateway) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from gateway.api.keys import METRICS
 from gateway.config import GatewayConfig, WebhookConfig, load_config
@@ -237,9 +238,9 @@ async def failing(tmp_path: Path, endpoint: Endpoint) -> AsyncIterator[Push]:
 async def test_an_endpoint_always_failing_sends_messages_to_the_dead_letter_topic(
     failing: Push,
 ) -> None:
-    message_id = await failing.publish()
-
-    await failing.until(failing.dead_letters)
+    with capture_logs() as logs:
+        message_id = await failing.publish()
+        await failing.until(failing.dead_letters)
 
     [dead] = failing.dead_letters()
     assert dead["gw_reason"] == b"webhook-failed"
@@ -249,6 +250,8 @@ async def test_an_endpoint_always_failing_sends_messages_to_the_dead_letter_topi
     assert len(failing.endpoint.calls) == 3
     [event] = failing.audit("message.dead_lettered")
     assert (event["reason"], event["attempts"]) == ("webhook-failed", 3)
+    [gave_up] = [e for e in logs if e["event"] == "webhook_gave_up"]
+    assert gave_up["trace_id"] == event["trace_id"]
     metrics = failing.node.app[METRICS]
     assert metrics.dead_letters.value(ME, "webhook-failed") == 1
     assert metrics.deliveries.value(REFERRAL, "dead_lettered") == 1
