@@ -154,6 +154,9 @@ async def publish(request: web.Request) -> web.Response:
     except Throttled as exc:
         _audit_throttled(request, exc, sender=sender, payload_size=size)
         raise
+    except GatewayError as exc:
+        _count_refused(request, exc)
+        raise
 
 
 async def _send(request: web.Request, message: PublishRequest) -> Accepted:
@@ -214,6 +217,9 @@ async def publish_within_limits(
         return await _send(request, build(body))
     except Throttled as exc:
         _audit_throttled(request, exc, sender=sender, payload_size=size)
+        raise
+    except GatewayError as exc:
+        _count_refused(request, exc)
         raise
 
 
@@ -283,11 +289,20 @@ def _audit_reused(request: web.Request, message: PublishRequest, exc: GatewayErr
     exc.audited = True
 
 
+def _count_refused(request: web.Request, exc: GatewayError) -> None:
+    """Count a publish refused before the router saw it (the body's type, size or
+    arrival; a header): what the router refused, it counted and audited itself."""
+    if not exc.audited:
+        # A reply's route names no contract: it counts as unknown.
+        contract = request.match_info.get("contract", "")
+        request.app[METRICS].published(contract, publish_outcome(exc))
+
+
 def _audit_throttled(
     request: web.Request, exc: Throttled, *, sender: str, payload_size: int | None
 ) -> None:
     """Record a refused publish as ``message.throttled``: who, what, why; never the payload."""
-    request.app[METRICS].published(request.match_info["contract"], PublishOutcome.THROTTLED)
+    request.app[METRICS].published(request.match_info.get("contract", ""), PublishOutcome.THROTTLED)
     request.app[AUDIT].record(
         "message.throttled",
         sender=sender,

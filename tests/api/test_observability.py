@@ -13,10 +13,15 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from structlog.testing import capture_logs
 
 from gateway.api.keys import PUBLISHER
+from gateway.config import Limits
 from gateway.node import running_node
+from gateway.otel import OtelTracer
 from gateway.tracing import parse
 from gateway.transport import OutboundRecord
 from tests.api.conftest import Gateway
@@ -220,15 +225,46 @@ async def test_refusals_count_by_outcome_and_unknown_contracts_collapse(gw: Gate
     status, _ = await publish(gw, referral())
     assert status == 503
     gw.transport.broker.down = False
+    # Refused before the router: the body's type, a header.
+    async with gw.http.post(
+        f"/v1/contracts/{REFERRAL}/messages",
+        data=b"<referral/>",
+        headers={**gw.fed.auth("minhealth"), "Content-Type": "application/xml"},
+    ) as response:
+        assert response.status == 415
+    status, _ = await publish(gw, referral(), traceparent="00-not-a-trace")
+    assert status == 400
     after = await scrape(gw)
 
     assert moved(before, after) == {
         'gateway_publishes_total{contract="unknown",outcome="refused"}': 1,
         f'gateway_publishes_total{{{C},outcome="refused"}}': 2,
         f'gateway_publishes_total{{{C},outcome="unavailable"}}': 1,
+        f'gateway_publishes_total{{{C},outcome="rejected"}}': 2,
         'gateway_crypto_operations_total{operation="sign"}': 1,
         'gateway_crypto_operations_total{operation="encrypt"}': 1,
     }
+
+
+async def test_throttled_and_deduplicated_publishes_count_as_such(tmp_path: Path) -> None:
+    fed = Federation.create(tmp_path)
+    config = dataclasses.replace(
+        fed.config(("minhealth", ME), bootstrap="memory"),
+        default_limits=Limits(messages_per_s=0.001, burst=2),
+    )
+    async with running_node(config, transport=MemoryTransport()) as node:
+        await node.wait_ready(5)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            gw = Gateway(node, http, fed, MemoryTransport())
+            key = {"Idempotency-Key": '"7f1c1c8e-3a5b-4c61-9d51-0f0d6d1f2a11"'}
+            assert (await publish(gw, referral(), **key))[0] == 202
+            assert (await publish(gw, referral(), **key))[0] == 202  # answered from the store
+            assert (await publish(gw, referral(2)))[0] == 429
+            after = await scrape(gw)
+
+    assert after[f'gateway_publishes_total{{{C},outcome="accepted"}}'] == 1
+    assert after[f'gateway_publishes_total{{{C},outcome="deduplicated"}}'] == 1
+    assert after[f'gateway_publishes_total{{{C},outcome="throttled"}}'] == 1
 
 
 async def test_dead_letters_count_by_participant_and_reason(gw: Gateway) -> None:
@@ -262,6 +298,40 @@ async def test_dead_letters_count_by_participant_and_reason(gw: Gateway) -> None
     }
     dead = [r for r in gw.fed.audit("node-1") if r["event"] == "message.dead_lettered"]
     assert [r["trace_id"] for r in dead] == [TRACE, TRACE]
+
+
+async def test_with_export_on_the_spans_that_travel_are_the_exported_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracer = OtelTracer.processing(SimpleSpanProcessor(exporter), service_name="node-1")
+    monkeypatch.setattr("gateway.api.app.tracer_for", lambda _config: tracer)
+    fed = Federation.create(tmp_path)
+    transport = MemoryTransport()
+    async with running_node(
+        fed.config(("minhealth", ME), bootstrap="memory"), transport=transport
+    ) as node:
+        await node.wait_ready(5)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            gw = Gateway(node, http, fed, transport)
+            assert (await publish(gw, referral(), traceparent=PARENT))[0] == 202
+            [message] = await pull(gw, 1)
+            assert (await publish(gw, invalid_referral()))[0] == 422
+
+    spans = exporter.get_finished_spans()
+    [sent, refused] = [s for s in spans if s.name == "publish"]
+    [deliver] = [s for s in spans if s.name == "deliver"]
+    assert sent.parent is not None
+    assert f"{sent.parent.span_id:016x}" == "00f067aa0ba902b7"
+    [record] = transport.broker.records(f"{fed.prefix}inbox.{ME}")
+    assert dict(record.headers)["traceparent"].decode() == (
+        f"00-{TRACE}-{sent.context.span_id:016x}-01"
+    )
+    assert deliver.parent is not None
+    assert deliver.parent.span_id == sent.context.span_id
+    assert message["traceparent"] == f"00-{TRACE}-{deliver.context.span_id:016x}-01"
+    assert refused.status.status_code is StatusCode.ERROR
+    assert refused.status.description == "contract-violation"
 
 
 async def test_the_scrape_token_guards_metrics_when_configured(tmp_path: Path) -> None:
