@@ -24,6 +24,9 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from gateway.tracing import Span, TraceContext, Tracer, parse
 
 _KINDS = {"publish": SpanKind.PRODUCER, "deliver": SpanKind.CONSUMER}
+_EXPORT_TIMEOUT_S = 5
+"""Longest one export (with its retries) may take: a collector that is down costs the
+node a background thread's time, and its shutdown at most this much."""
 
 
 @dataclass(slots=True)
@@ -49,7 +52,7 @@ class OtelTracer(Tracer):
             OTLPSpanExporter,
         )
 
-        exporter: SpanExporter = OTLPSpanExporter(endpoint=endpoint)
+        exporter: SpanExporter = OTLPSpanExporter(endpoint=endpoint, timeout=_EXPORT_TIMEOUT_S)
         return cls.processing(BatchSpanProcessor(exporter), service_name=service_name)
 
     @classmethod
@@ -80,4 +83,5 @@ class OtelTracer(Tracer):
         return OtelSpan(span, ids)
 
     def close(self) -> None:
+        """Export what is batched, then stop (blocking: call it off the event loop)."""
         self._provider.shutdown()

@@ -103,7 +103,7 @@ class Tracer:
         return IdSpan(context.child() if context is not None else start())
 
     def close(self) -> None:
-        """Send what is not yet exported (nothing, here)."""
+        """Send what is not yet exported (nothing, here); may block on a collector."""
         return None
 
 

@@ -209,7 +209,8 @@ def _broker_lifetime(
                 log.warning("audit_not_shipped", note="sent from the files on next start")
             app[READINESS].publisher = False
             await publisher.stop()
-            app[TRACER].close()
+            # Flushing spans to a collector blocks (bounded): not on the event loop.
+            await asyncio.to_thread(app[TRACER].close)
 
     return lifetime
 
