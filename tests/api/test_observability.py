@@ -267,6 +267,35 @@ async def test_throttled_and_deduplicated_publishes_count_as_such(tmp_path: Path
     assert after[f'gateway_publishes_total{{{C},outcome="throttled"}}'] == 1
 
 
+async def test_a_release_and_a_duplicate_count_as_such(gw: Gateway) -> None:
+    status, _ = await publish(gw, referral())
+    assert status == 202
+    [message] = await pull(gw, 1)
+    before = await scrape(gw)
+    async with gw.http.post(
+        "/v1/inbox/nack", json={"tags": [message["tag"]]}, headers=gw.fed.auth(ME)
+    ) as response:
+        assert (await response.json())["released"] == [message["tag"]]
+    [again] = await pull(gw, 1)  # handed out a second time: not delivered twice in the count
+    # The same record read again while it is held: suppressed as a duplicate.
+    topic = f"{gw.fed.prefix}inbox.{ME}"
+    [record] = gw.transport.broker.records(topic)
+    gw.transport.broker.topics[topic].append(record)
+    async with asyncio.timeout(10):
+        while not [r for r in gw.fed.audit("node-1") if r["event"] == "message.duplicate"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    after = await scrape(gw)
+
+    assert again["message_id"] == message["message_id"]
+    assert moved(before, after) == {
+        f'gateway_deliveries_total{{{C},outcome="released"}}': 1,
+        f'gateway_deliveries_total{{{C},outcome="duplicate"}}': 1,
+        # Opened and verified before it could be recognised by its signed message id.
+        'gateway_crypto_operations_total{operation="decrypt"}': 1,
+        'gateway_crypto_operations_total{operation="verify"}': 1,
+    }
+
+
 async def test_dead_letters_count_by_participant_and_reason(gw: Gateway) -> None:
     before = await scrape(gw)
     topic = f"{gw.fed.prefix}inbox.{ME}"
