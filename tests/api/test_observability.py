@@ -188,6 +188,29 @@ async def test_a_publish_without_traceparent_starts_a_trace(gw: Gateway) -> None
     assert records["message.delivered"]["trace_id"] == delivery.trace_id
 
 
+@pytest.mark.parametrize("header", [b"zz", f"00-{'0' * 32}-00f067aa0ba902b7-01".encode(), None])
+async def test_a_record_without_a_valid_traceparent_is_delivered_under_a_new_trace(
+    gw: Gateway, header: bytes | None
+) -> None:
+    """The header is unsigned routing metadata: not a reason to refuse a verified message."""
+    _, value, headers = gw.fed.envelope(
+        sealed_for=ME, encrypted_to=ME, payload=json.dumps(referral()).encode()
+    )
+    topic = f"{gw.fed.prefix}inbox.{ME}"
+    sent = (*headers, ("traceparent", header)) if header is not None else tuple(headers)
+    gw.transport.broker.topics.setdefault(topic, []).append(
+        OutboundRecord(topic, b"k", value, sent)
+    )
+
+    [message] = await pull(gw, 1)
+
+    delivery = parse(message["traceparent"])
+    assert delivery is not None
+    assert delivery.trace_id != "0" * 32
+    [delivered] = [r for r in gw.fed.audit("node-1") if r["event"] == "message.delivered"]
+    assert delivered["trace_id"] == delivery.trace_id
+
+
 async def test_a_rejected_publish_is_audited_with_its_trace_id(gw: Gateway) -> None:
     status, _ = await publish(gw, invalid_referral(), traceparent=PARENT)
     assert status == 422
