@@ -107,6 +107,17 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleConfig:
+    """The web console under ``/console/`` (security and operations pages)."""
+
+    enabled: bool = True
+    session_idle_s: float = 900.0
+    """A console session ends after this long without a request (15 minutes)."""
+    session_max_s: float = 28_800.0
+    """A console session ends this long after sign-in, however busy (8 hours)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryConfig:
     max_in_flight: int = 1000
     """Messages a participant's inbox holds unacknowledged before fetching pauses."""
@@ -251,6 +262,7 @@ class GatewayConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def inbox_topic(self, participant: str) -> str:
         return f"{self.prefix}inbox.{participant}"
@@ -544,6 +556,8 @@ def _check_limits(config: GatewayConfig) -> None:
         "delivery.visibility_timeout_s": config.delivery.visibility_timeout_s,
         "http.max_request_wait_s": config.http.max_request_wait_s,
         "http.body_read_timeout_s": config.http.body_read_timeout_s,
+        "console.session_idle_s": config.console.session_idle_s,
+        "console.session_max_s": config.console.session_max_s,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN
