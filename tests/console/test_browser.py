@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -36,6 +37,7 @@ from playwright.async_api import (
     expect,
 )
 
+from gateway.api.keys import AUDIT
 from gateway.node import RunningNode, running_node
 from tests.console.conftest import AUDITOR, HOSTED, with_auditor
 from tests.integration.helpers import ack, pull
@@ -56,6 +58,11 @@ ARGS = [
     "--disable-sync",
 ]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+AXE = Axe()
+WCAG = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
 LAPTOP: ViewportSize = {"width": 1366, "height": 768}
 ME = "socialtreasury"
 NEW_VERSION = "1.2.0"
@@ -101,6 +108,7 @@ async def exchange(tmp_path: Path, bootstrap: str) -> AsyncIterator[Exchange]:
         await ack(http, node.url, fed, ME, [message["tag"]])
         stranded = await _strand(fed, bootstrap)
         await _until_dead_lettered(http, node.url, fed)
+        node.app[AUDIT].sign_head()  # as the node does every audit.head_interval_s
         yield Exchange(node, fed, delivered, stranded)
 
 
@@ -137,8 +145,15 @@ class Tab:
     problems: list[str]
 
     async def shot(self, name: str) -> None:
+        """Save a screenshot of the page, and check it with axe-core (WCAG 2.1 A and AA)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+        results = await AXE.run(self.page, options=WCAG)
+        self.problems += [
+            f"{name}: {v['id']} ({v['impact']}): {v['help']} at "
+            + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+            for v in results.response["violations"]
+        ]
 
     async def sign_in(self, token: str) -> None:
         await self.page.goto("/console/")
@@ -209,6 +224,7 @@ async def test_a_security_team_follows_a_message_and_checks_the_log(
 
     await page.goto("/console/audit/integrity")
     await expect(page.get_by_role("status")).to_contain_text("Verified")
+    await expect(page.locator("code.hash")).to_have_text(re.compile("^[0-9a-f]{64}$"))
     await tab.shot("04-integrity")
 
     await page.get_by_role("link", name="Contracts").click()
