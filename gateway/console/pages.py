@@ -24,7 +24,17 @@ from multidict import MultiDict, MultiMapping
 from gateway.api import audit as audit_api
 from gateway.api.auth import BadCredentials, Principal, Role
 from gateway.api.contracts import catalog_summary
-from gateway.api.keys import AUDIT, AUTH, CATALOG, CONFIG, DEAD_LETTERS, INBOXES, KEYS, REGISTRY
+from gateway.api.keys import (
+    ADMISSION,
+    AUDIT,
+    AUTH,
+    CATALOG,
+    CONFIG,
+    DEAD_LETTERS,
+    INBOXES,
+    KEYS,
+    REGISTRY,
+)
 from gateway.api.problems import audit_refusal
 from gateway.audit.events import EVENTS
 from gateway.audit.search import Query, matching, search
@@ -440,6 +450,8 @@ def _visible_inboxes(app: web.Application, principal: Principal) -> list[str]:
 
 
 def _own_letters(request: web.Request, participant: str) -> DeadLetters:
+    if not request.app[ADMISSION].admitted(participant):
+        raise Forbidden(f"'{participant}' is not an active participant in the registry")
     letters = request.app[DEAD_LETTERS].get(participant)
     if letters is None:
         raise Forbidden(f"'{participant}' has no dead-letter topic on this node")

@@ -483,3 +483,22 @@ async def test_participants_from_the_registry_show_status_sponsor_and_key_expiry
         in (rows["minhealth"])
     )
     assert "without a signed registry" not in html
+
+
+async def test_a_suspended_participant_may_look_but_not_replay(tmp_path: Path) -> None:
+    async with make_world(tmp_path) as world:
+        world.put("acme-analytics", serial=2, status=Status.SUSPENDED)
+
+        async def suspended() -> bool:
+            return await world.pull_status("acme-analytics") == 403
+
+        await world.until(suspended)
+        console = Console(world.node, world.fed, MemoryTransport())
+        async with console.client() as http:
+            csrf = await console.sign_in(http, "acme-analytics")
+            async with http.post(
+                "/console/delivery/replay", data={"csrf": csrf, "all": "1"}, headers=console.origin
+            ) as answer:
+                assert answer.status == 403
+                assert "not an active participant" in await answer.text()
+        assert not world.events("message.replayed")
