@@ -5,7 +5,8 @@
 #   /out/<node>/secrets   the node's key passphrase, its SCRAM password, its participants' tokens
 #   /out/<node>/keys      its participants' private keys and everyone's public keys
 #   /out/<node>/config    gateway.yaml rendered from /templates/<node>.yaml (token digests)
-#   /out/<node>/data      its audit log and state (replay window, idempotency keys)
+#   /out/<node>/data      its audit log, state (replay window, idempotency keys) and its
+#                         contracts directory, seeded from the image (registration writes there)
 #   /out/kafka-data/*     the brokers' log directories, handed to the Kafka user
 # A second run finds the secrets and changes nothing.
 set -eu
@@ -14,6 +15,7 @@ KAFKA_UID=${KAFKA_UID:-1000}        # appuser in the apache/kafka image
 GATEWAY_UID=${GATEWAY_UID:-10001}   # gateway in deploy/Dockerfile
 OUT=${OUT:-/out}                    # (the tests run this script on a temporary folder)
 TEMPLATES=${TEMPLATES:-/templates}
+CONTRACTS=${CONTRACTS:-/opt/gateway/contracts}
 NODES="node-a node-b"
 hosted() {  # keep in step with deploy/compose/node-*.yaml and kafka/provision.sh
     case "$1" in
@@ -37,6 +39,7 @@ python -c "import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().byte
 for node in $NODES; do
     mkdir -p "$OUT/$node/secrets/tokens" "$OUT/$node/keys" "$OUT/$node/config" \
         "$OUT/$node/data/audit" "$OUT/$node/data/state"
+    cp -R "$CONTRACTS" "$OUT/$node/data/contracts"
     random > "$OUT/$node/secrets/key-passphrase"
     random > "$OUT/$node/secrets/kafka-password"
     cp "$OUT/$node/secrets/kafka-password" "$OUT/kafka/users/$node.password"

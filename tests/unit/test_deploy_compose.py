@@ -223,6 +223,7 @@ def run_init(out: Path) -> subprocess.CompletedProcess[str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "OUT": str(out),
         "TEMPLATES": str(DEPLOY / "compose"),
+        "CONTRACTS": str(ROOT / "contracts"),
         "KAFKA_UID": str(os.getuid()),
         "GATEWAY_UID": str(os.getuid()),
     }
@@ -260,8 +261,7 @@ def test_init_renders_configs_that_load_and_whose_digests_match_the_tokens(
         # The container paths, mapped onto the folders init wrote.
         text = text.replace("/run/gateway/", f"{initialised / node / 'secrets'}/")
         text = text.replace("/var/lib/gateway/keys", str(initialised / node / "keys"))
-        text = text.replace("/var/lib/gateway/data", str(tmp_path / node))
-        text = text.replace("/opt/gateway/contracts", str(ROOT / "contracts"))
+        text = text.replace("/var/lib/gateway/data", str(initialised / node / "data"))
         (tmp_path / f"{node}.yaml").write_text(text, encoding="utf-8")
         config = load_config(tmp_path / f"{node}.yaml", environ={})
         assert config.node_id == node
@@ -269,6 +269,7 @@ def test_init_renders_configs_that_load_and_whose_digests_match_the_tokens(
         assert config.kafka.enable_idempotence is True
         assert config.kafka.replication_factor == 3
         assert config.kafka.create_topics is False
+        assert (config.contracts_dir / "health.patient-referral" / "1.0.0.yaml").is_file()
         for participant in hosted:
             token = (initialised / node / "secrets" / "tokens" / f"{participant}.token").read_text()
             digest = hashlib.sha256(token.strip().encode()).hexdigest()
@@ -317,6 +318,7 @@ def test_init_refuses_a_template_naming_a_participant_it_does_not_host(tmp_path:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "OUT": str(out),
         "TEMPLATES": str(templates),
+        "CONTRACTS": str(ROOT / "contracts"),
         "KAFKA_UID": str(os.getuid()),
         "GATEWAY_UID": str(os.getuid()),
     }

@@ -149,6 +149,9 @@ def test_the_init_container_installs_what_the_node_config_reads() -> None:
     assert f"{config['kafka']['sasl_password_file']}" in script
     assert f"{config['keys_dir']}/" in script
     assert "chmod 0600" in script  # the node refuses private keys readable by others
+    assert f"cp -R /opt/gateway/contracts/. {config['contracts_dir']}/" in script
+    mounts = {m["mountPath"] for m in init["volumeMounts"]}
+    assert {"/var/lib/gateway/keys", "/run/gateway", "/var/lib/gateway/data"} <= mounts
     keys = found["Secret/gateway-keys"]["stringData"]
     assert "key-passphrase" in keys
     assert {"minhealth.sig.pem", "minhealth.enc.pem"} <= set(keys)
