@@ -1,9 +1,9 @@
 """aiokafka behind the transport protocols, plus topic provisioning.
 
 Producers use ``acks=all`` and wait for every record's acknowledgement, so
-a publish that returns means the records are durable in Kafka. TLS, SASL,
-compression and idempotence come from :mod:`gateway.transport.kafka_options`. Consumers
-never auto-commit: offsets move only when the delivery layer says so.
+a publish that returns means the records are durable in Kafka. Consumers
+never auto-commit: offsets move only when the delivery layer says so. TLS,
+SASL and the codec come from :mod:`gateway.transport.kafka_options`.
 """
 
 from __future__ import annotations
