@@ -227,14 +227,16 @@ def run_init(out: Path) -> subprocess.CompletedProcess[str]:
         "KAFKA_UID": str(os.getuid()),
         "GATEWAY_UID": str(os.getuid()),
     }
-    return subprocess.run(
+    result = subprocess.run(
         ["/bin/sh", str(DEPLOY / "compose" / "init.sh")],
         env=environ,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=120,
     )
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def private_files(folder: Path) -> set[str]:
