@@ -88,7 +88,15 @@ def mount(parent: web.Application, add_routes: Callable[[web.Application], None]
     app[QUALITY] = Quality(directory) if directory is not None else None
     app[STATIC] = _static_files()
     add_routes(app)
+    parent.router.add_get("/console", _to_console)  # before the sub-app, which takes it
     parent.add_subapp("/console/", app)
+
+
+async def _to_console(_: web.Request) -> web.Response:
+    """``/console`` as typed: the console is at ``/console/``."""
+    response = see_other("/console/")
+    response.headers.update(HEADERS)
+    return response
 
 
 def environment() -> jinja2.Environment:

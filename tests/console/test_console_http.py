@@ -34,6 +34,19 @@ def events(console: Console, name: str) -> list[dict[str, object]]:
     return [r for r in console.fed.audit("node-1") if r["event"] == name]
 
 
+async def test_the_console_answers_at_its_bare_name_and_in_html_for_unknown_pages(
+    console: Console,
+) -> None:
+    async with console.client() as http:
+        async with http.get("/console", allow_redirects=False) as bare:
+            assert bare.status == 303
+            assert bare.headers["Location"] == "/console/"
+        async with http.get("/console/no-such-page") as missing:
+            assert missing.status == 404
+            assert missing.content_type == "text/html"
+            assert missing.headers["Content-Security-Policy"] == CSP
+
+
 async def test_pages_send_the_unauthenticated_to_sign_in(console: Console) -> None:
     async with (
         console.client() as http,
