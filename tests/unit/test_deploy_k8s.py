@@ -70,6 +70,7 @@ def test_the_expected_resources_are_all_there_in_one_namespace() -> None:
     assert set(found) == {
         "Namespace/gateway",
         "ServiceAccount/gateway",
+        "Service/gateway-console",
         "ConfigMap/gateway-config",
         "Deployment/gateway",
         "Service/gateway",
@@ -121,6 +122,12 @@ def test_pdb_hpa_and_service_select_the_deployment_pods() -> None:
     )
     assert found["Service/gateway"]["spec"]["selector"].items() <= labels.items()
     assert found["Service/gateway"]["spec"]["ports"][0]["targetPort"] == "http"
+    console = found["Service/gateway-console"]["spec"]
+    assert console["selector"].items() <= labels.items()
+    assert console["sessionAffinity"] == "ClientIP"  # console sessions live in one pod
+    config = yaml.safe_load(found["ConfigMap/gateway-config"]["data"]["gateway.yaml"])
+    session_max_s = config.get("console", {}).get("session_max_s", 28_800)
+    assert console["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] >= session_max_s
     target = found["HorizontalPodAutoscaler/gateway"]["spec"]["scaleTargetRef"]
     assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"}
     hpa = found["HorizontalPodAutoscaler/gateway"]["spec"]
