@@ -33,10 +33,11 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.transport.kafka_options import SASL_PASSWORD_VARIABLE, check_kafka
 
 PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
 ENV_PREFIX = "GATEWAY_"
-NOT_CONFIG = frozenset({"GATEWAY_KEY_PASSPHRASE"})
+NOT_CONFIG = frozenset({"GATEWAY_KEY_PASSPHRASE", SASL_PASSWORD_VARIABLE})
 """Variables read where they are needed, never copied into the config object."""
 
 
@@ -56,6 +57,9 @@ class KafkaConfig:
     heartbeat_interval_s: float = 3.0
     rebalance_timeout_s: float = 10.0
     linger_ms: int = 5
+    """How long the producer holds a record for others to the same partition, so one
+    request carries several (with ``producer_batch_bytes``); a publish waits at most this
+    much longer for its acknowledgement. Producers always use ``acks=all``."""
     producer_batch_bytes: int = 512 * 1024
     """Bytes of records the producer gathers per partition into one request, at most.
     aiokafka's default (16 KiB, about six sealed 1 KiB messages) makes every further
@@ -67,6 +71,27 @@ class KafkaConfig:
     answers as soon as a record arrives, so this only paces idle polling; the embedded
     Tansu broker holds the fetch the whole time, so it adds up to this much to delivery
     latency (aiokafka's default, 500 ms, made p99 ~320 ms at 250 msg/s; 50 ms, ~57 ms)."""
+    enable_idempotence: bool = False
+    """Idempotent producer: a retried produce request is never written twice. Turn it on
+    against Apache Kafka (deploy/ does); off by default because the embedded broker that
+    ``gateway demo`` and the tests start rejects aiokafka's idempotent producer."""
+    compression: str = "none"
+    """Producer codec: none, gzip, lz4 or zstd (lz4 and zstd need ``aiokafka[lz4]`` /
+    ``aiokafka[zstd]``). Envelopes are ciphertext in base64url, so gzip saves about a
+    quarter of the bytes at some CPU cost; none is right unless the network is the limit."""
+    security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+    ssl_ca_file: Path | None = None
+    """PEM CA bundle the brokers' certificates are checked against (default: the system's)."""
+    ssl_cert_file: Path | None = None
+    """PEM client certificate (mutual TLS), with ``ssl_key_file`` (an unencrypted key)."""
+    ssl_key_file: Path | None = None
+    sasl_mechanism: str = ""
+    """SCRAM-SHA-256 or SCRAM-SHA-512, with a SASL_* ``security_protocol``."""
+    sasl_username: str = ""
+    sasl_password_file: Path | None = None
+    """File holding the SASL password (or set GATEWAY_KAFKA_SASL_PASSWORD); read when the
+    Kafka clients are built, never kept in this object or logged."""
     create_topics: bool = True
     """Create missing inbox and dead-letter topics at start (off where ACLs forbid it)."""
     topic_partitions: int = 3
@@ -118,6 +143,17 @@ class TracingConfig:
     and deliver spans there. None (the default): nothing is exported; ``traceparent`` is
     still carried from publish to delivery. Needs the ``otel`` extra."""
     service_name: str = "gateway"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleConfig:
+    """The web console under ``/console/`` (security and operations pages)."""
+
+    enabled: bool = True
+    session_idle_s: float = 900.0
+    """A console session ends after this long without a request (15 minutes)."""
+    session_max_s: float = 28_800.0
+    """A console session ends this long after sign-in, however busy (8 hours)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,6 +302,7 @@ class GatewayConfig:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def inbox_topic(self, participant: str) -> str:
         return f"{self.prefix}inbox.{participant}"
@@ -302,6 +339,7 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     _apply_env(data, env)
     config: GatewayConfig = _build(GatewayConfig, data, "", base)
     _check(config)
+    check_kafka(config.kafka, env)
     return config
 
 
@@ -586,6 +624,8 @@ def _check_limits(config: GatewayConfig) -> None:
         "delivery.visibility_timeout_s": config.delivery.visibility_timeout_s,
         "http.max_request_wait_s": config.http.max_request_wait_s,
         "http.body_read_timeout_s": config.http.body_read_timeout_s,
+        "console.session_idle_s": config.console.session_idle_s,
+        "console.session_max_s": config.console.session_max_s,
     }
     for key, number in positive.items():
         if not number > 0:  # also refuses NaN

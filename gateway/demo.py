@@ -278,6 +278,7 @@ async def _serve_forever(
         f"  curl -s -H 'Authorization: Bearer {tokens[AUDITOR]}' "
         f"'{node.url}/v1/audit?outcome=rejected'"
     )
+    say(f"  open {node.url}/console/ and sign in with the {AUDITOR} token (the web console)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

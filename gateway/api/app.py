@@ -43,6 +43,7 @@ from gateway.api.problems import problem_middleware
 from gateway.audit import AuditLog
 from gateway.audit.shipper import AuditShipper
 from gateway.config import GatewayConfig
+from gateway.console import serve_console
 from gateway.contracts import ContractCatalog
 from gateway.crypto.keys import KeyStore
 from gateway.delivery import Inbox
@@ -115,6 +116,8 @@ def create_app(parts: NodeParts) -> web.Application:
     app[TRACER] = tracer_for(config.tracing)
     app.cleanup_ctx.append(_broker_lifetime(parts))
     _routes(app)
+    if config.console.enabled:
+        serve_console(app)
     return app
 
 

@@ -44,13 +44,11 @@ async def search_audit(request: web.Request) -> web.Response:
             "set audit.dir in its config to search them here"
         )
     params = request.query
-    _check_names(params)
-    after = _count(params, "after", low=0)
-    limit = _count(params, "limit", low=1, high=MAX_LIMIT)
+    query, after, limit = parse_search(params)
     page = await asyncio.to_thread(
         search,
         directory,
-        _query(params),
+        query,
         after=after,
         limit=DEFAULT_LIMIT if limit is None else limit,
     )
@@ -71,6 +69,15 @@ async def search_audit(request: web.Request) -> web.Response:
     if following is not None:
         response.headers["Link"] = f'<{following}>; rel="next"'
     return response
+
+
+def parse_search(params: MultiMapping[str]) -> tuple[Query, int | None, int | None]:
+    """The query, ``after`` and ``limit`` a search asks for; :class:`InvalidParameter`
+    for an unknown, repeated or malformed parameter."""
+    _check_names(params)
+    after = _count(params, "after", low=0)
+    limit = _count(params, "limit", low=1, high=MAX_LIMIT)
+    return _query(params), after, limit
 
 
 def _check_names(params: MultiMapping[str]) -> None:

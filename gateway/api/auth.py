@@ -154,6 +154,16 @@ class Authenticator:
             raise BadCredentials(BadCredentials.UNKNOWN, "the token is not valid")
         return principal
 
+    def sign_in(self, token: str) -> tuple[Principal, str]:
+        """Who a bare token (as typed into the console) belongs to, and its digest;
+        :class:`BadCredentials` as for a bearer token."""
+        principal = self._by_token(f"Bearer {token}")
+        return principal, hash_token(token.strip())
+
+    def holder(self, token_sha256: str) -> Principal | None:
+        """Who the token with this digest belongs to now (None once it was removed)."""
+        return self._principals.get(token_sha256)
+
     def participant(self, authorization: str | None) -> str:
         """The participant a bearer token belongs to; an auditor's token is :class:`WrongRole`."""
         principal = self.principal(authorization)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.api.handlers import participant_of, read_body, require_json
 from gateway.api.keys import AUDIT, CATALOG, CONFIG, KEYS, PUBLISHER, REGISTRY
+from gateway.contracts import ContractCatalog
 from gateway.contracts.compat import Report
 from gateway.contracts.document import parse_contract
 from gateway.contracts.files import write_contract_file
@@ -56,14 +57,18 @@ def detail(contract: ContractVersion) -> dict[str, Any]:
     }
 
 
-async def list_contracts(request: web.Request) -> web.Response:
-    participant_of(request)
-    catalog = request.app[CATALOG]
+def catalog_summary(catalog: ContractCatalog) -> list[dict[str, Any]]:
+    """Every contract: its latest version's summary, and the versions there are."""
     contracts = []
     for contract_id in catalog.ids():
         versions = catalog.versions(contract_id)
         contracts.append({**summary(versions[-1]), "versions": [str(v.version) for v in versions]})
-    return web.json_response({"contracts": contracts})
+    return contracts
+
+
+async def list_contracts(request: web.Request) -> web.Response:
+    participant_of(request)
+    return web.json_response({"contracts": catalog_summary(request.app[CATALOG])})
 
 
 async def get_contract(request: web.Request) -> web.Response:

@@ -90,23 +90,28 @@ async def _problems_of(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except errors.GatewayError as exc:
-        status = status_of(exc)
-        if status >= 500:
-            log.error("request_failed", code=exc.code, path=request.path)
-        elif status in (401, 403):
-            _audit_refusal(request, exc, status)
-        elif not exc.audited:
-            _refused(request, exc.code, status)
-        return _answer(exc, status)
+        return _answer(exc, account_for(request, exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "-")
-        _refused(request, code, exc.status)
+        refused(request, code, exc.status)
         return problem(exc.status, code, exc.reason, exc.text or exc.reason)
     except Exception:
         log.exception("unhandled_error", path=request.path)
         return problem(500, "internal-error", "Internal error", "the request could not be served")
+
+
+def account_for(request: web.Request, exc: errors.GatewayError) -> int:
+    """The status ``exc`` answers with, after logging (5xx) or auditing (4xx) it."""
+    status = status_of(exc)
+    if status >= 500:
+        log.error("request_failed", code=exc.code, path=request.path)
+    elif status in (401, 403):
+        audit_refusal(request, exc, status)
+    elif not exc.audited:
+        refused(request, exc.code, status)
+    return status
 
 
 def _answer(exc: errors.GatewayError, status: int) -> web.Response:
@@ -121,7 +126,7 @@ def _answer(exc: errors.GatewayError, status: int) -> web.Response:
     return response
 
 
-def _refused(request: web.Request, code: str, status: int) -> None:
+def refused(request: web.Request, code: str, status: int) -> None:
     """Any other 4xx: ``request.refused`` in the audit log once the caller is known;
     before authentication (an unknown route, a refusal before the credentials were
     read) a ``request_refused`` log line instead, as nobody is there to hold to it."""
@@ -143,7 +148,7 @@ def _refused(request: web.Request, code: str, status: int) -> None:
         log.exception("refusal_not_audited", status=status, path=request.path)
 
 
-def _audit_refusal(request: web.Request, exc: errors.GatewayError, status: int) -> None:
+def audit_refusal(request: web.Request, exc: errors.GatewayError, status: int) -> None:
     """Record a 401 as ``auth.failed`` and a 403 as ``access.denied``; never the token."""
     audit = request.app.get(AUDIT)
     if audit is None:

@@ -113,6 +113,16 @@ EVENTS: dict[str, Event] = {
         "an auditor read the audit trail over HTTP (the filters, never the results)",
         ("principal", "filters", "count"),
     ),
+    "console.signed_in": Event(
+        "signed-in",
+        "a token was exchanged for a web console session (the token is never stored)",
+        ("principal", "role", "remote"),
+    ),
+    "console.signed_out": Event(
+        "signed-out",
+        "a web console session ended: signed out, or its token was removed from the config (why)",
+        ("principal", "role", "why"),
+    ),
     "contract.registered": Event(
         "registered",
         "a new contract version was registered (over HTTP, or from the registry topic: by)",

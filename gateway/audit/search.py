@@ -104,6 +104,12 @@ def matching(directory: Path, query: Query) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def records_after(directory: Path, after: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, record) of every complete record with seq > ``after`` (all when None), oldest
+    first: for readers that keep their own place in the log."""
+    return _stored(directory, after)
+
+
 def parse_time(text: str) -> datetime:
     """An RFC 3339 / ISO 8601 time with ``Z`` or an offset, as UTC; a date alone is midnight UTC.
 

@@ -2,7 +2,8 @@
 
 Producers use ``acks=all`` and wait for every record's acknowledgement, so
 a publish that returns means the records are durable in Kafka. Consumers
-never auto-commit: offsets move only when the delivery layer says so.
+never auto-commit: offsets move only when the delivery layer says so. TLS,
+SASL and the codec come from :mod:`gateway.transport.kafka_options`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from gateway.config import KafkaConfig
 from gateway.errors import TransportError
+from gateway.transport.kafka_options import client_options
 from gateway.transport.records import (
     InboundRecord,
     OutboundRecord,
@@ -29,10 +31,20 @@ log = structlog.get_logger("gateway.transport")
 
 
 def _common(config: KafkaConfig) -> dict[str, Any]:
+    return client_options(config)
+
+
+def producer_options(config: KafkaConfig) -> dict[str, Any]:
+    """Every record acknowledged by all in-sync replicas (with the brokers'
+    ``min.insync.replicas=2``, a write survives the loss of one broker), batched per
+    partition for ``linger_ms`` up to ``producer_batch_bytes``."""
     return {
-        "bootstrap_servers": config.bootstrap,
-        "client_id": config.client_id,
-        "request_timeout_ms": int(config.request_timeout_s * 1000),
+        **_common(config),
+        "acks": "all",
+        "enable_idempotence": config.enable_idempotence,
+        "compression_type": None if config.compression == "none" else config.compression,
+        "linger_ms": config.linger_ms,
+        "max_batch_size": config.producer_batch_bytes,
     }
 
 
@@ -42,13 +54,7 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(
-            **_common(self._config),
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=self._config.linger_ms,
-            max_batch_size=self._config.producer_batch_bytes,
-        )
+        producer = AIOKafkaProducer(**producer_options(self._config))
         try:
             await asyncio.wait_for(producer.start(), self._config.request_timeout_s)
         except (KafkaError, OSError, TimeoutError) as exc:
@@ -88,6 +94,20 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
 
 
+def inbox_consumer_options(config: KafkaConfig, group_id: str) -> dict[str, Any]:
+    """A group member that never commits on its own: offsets move when delivery says so."""
+    return {
+        **_common(config),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": int(config.session_timeout_s * 1000),
+        "heartbeat_interval_ms": int(config.heartbeat_interval_s * 1000),
+        "rebalance_timeout_ms": int(config.rebalance_timeout_s * 1000),
+        "fetch_max_wait_ms": config.fetch_max_wait_ms,
+    }
+
+
 class KafkaRecordSource:
     def __init__(self, *, config: KafkaConfig, topic: str, group_id: str) -> None:
         self._config = config
@@ -96,16 +116,7 @@ class KafkaRecordSource:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self, on_revoked: RevokedCallback) -> None:
-        consumer = AIOKafkaConsumer(
-            **_common(self._config),
-            group_id=self._group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(self._config.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(self._config.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(self._config.rebalance_timeout_s * 1000),
-            fetch_max_wait_ms=self._config.fetch_max_wait_ms,
-        )
+        consumer = AIOKafkaConsumer(**inbox_consumer_options(self._config, self._group_id))
         try:
             await consumer.start()
         except (KafkaError, OSError) as exc:

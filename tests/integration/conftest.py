@@ -1,33 +1,18 @@
-"""Integration fixtures: a real Kafka-protocol broker over TCP.
-
-``KAFKA_BOOTSTRAP`` points the suite at an existing cluster; otherwise the
-embedded broker (Tansu) is started once for the session on a free port.
-"""
+"""Integration fixtures: a real Kafka-protocol broker over TCP (``bootstrap``, in
+tests/conftest.py), a federation, raw clients to look behind the gateway's back."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from gateway.transport.broker import EmbeddedBroker
 from tests.support import Federation
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def bootstrap() -> Iterator[str]:
-    external = os.environ.get("KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    with EmbeddedBroker.start() as broker:
-        yield broker.bootstrap
 
 
 @pytest.fixture

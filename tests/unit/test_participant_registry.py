@@ -1312,7 +1312,10 @@ def test_a_suspension_the_cluster_does_not_take_is_still_written_and_says_how_to
     cli.approve(ACME.doc, sponsor="minhealth")
     config = cli.root / "node.yaml"
     port = _closed_port()
-    config.write_text(f"kafka: {{bootstrap: '127.0.0.1:{port}', request_timeout_s: 1.0}}\n")
+    config.write_text(
+        f"kafka: {{bootstrap: '127.0.0.1:{port}', request_timeout_s: 1.0,"
+        " rebalance_timeout_s: 1.0}\n"
+    )
 
     result = cli.run(
         "participants", "suspend", "acme-analytics", "--registry", cli.registry,
