@@ -112,7 +112,7 @@ async def send_reply(request: web.Request) -> web.Response:
             correlation_id=asked.message_id,
         )
 
-    accepted = await publish_within_limits(request, replier, build)
+    accepted = await publish_within_limits(request, replier, build, contract=contract.response)
     return web.json_response(
         {**_accepted(accepted), "correlation_id": asked.message_id}, status=202
     )

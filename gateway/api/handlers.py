@@ -139,6 +139,7 @@ def _recipients(request: web.Request) -> list[str]:
 
 async def publish(request: web.Request) -> web.Response:
     sender = participant_of(request)
+    contract = request.match_info["contract"]
     limiter = request.app[LIMITER]
     size = request.content_length
     try:
@@ -152,10 +153,10 @@ async def publish(request: web.Request) -> web.Response:
             return await _publish_once(request, message, key)
         return _accepted(await _send(request, message))
     except Throttled as exc:
-        _audit_throttled(request, exc, sender=sender, payload_size=size)
+        _audit_throttled(request, exc, sender=sender, contract=contract, payload_size=size)
         raise
     except GatewayError as exc:
-        _count_refused(request, exc)
+        _count_refused(request, exc, contract)
         raise
 
 
@@ -203,10 +204,17 @@ def _accepted(accepted: Accepted, *, replayed: bool = False) -> web.Response:
 
 
 async def publish_within_limits(
-    request: web.Request, sender: str, build: Callable[[bytes], PublishRequest]
+    request: web.Request,
+    sender: str,
+    build: Callable[[bytes], PublishRequest],
+    *,
+    contract: str | None = None,
 ) -> Accepted:
     """Read the body and publish what ``build`` makes of it, within the sender's rate and
-    daily quota (a refusal is audited as ``message.throttled``)."""
+    daily quota (a refusal is audited as ``message.throttled``). ``contract``: what the
+    publish goes out under, for the refusal's record; default: the path's contract (a
+    reply's path names none: it goes out under the request's response contract)."""
+    contract = contract if contract is not None else request.match_info.get("contract", "")
     limiter = request.app[LIMITER]
     size = request.content_length
     try:
@@ -216,10 +224,10 @@ async def publish_within_limits(
         size = len(body)
         return await _send(request, build(body))
     except Throttled as exc:
-        _audit_throttled(request, exc, sender=sender, payload_size=size)
+        _audit_throttled(request, exc, sender=sender, contract=contract, payload_size=size)
         raise
     except GatewayError as exc:
-        _count_refused(request, exc)
+        _count_refused(request, exc, contract)
         raise
 
 
@@ -289,24 +297,22 @@ def _audit_reused(request: web.Request, message: PublishRequest, exc: GatewayErr
     exc.audited = True
 
 
-def _count_refused(request: web.Request, exc: GatewayError) -> None:
+def _count_refused(request: web.Request, exc: GatewayError, contract: str) -> None:
     """Count a publish refused before the router saw it (the body's type, size or
     arrival; a header): what the router refused, it counted and audited itself."""
     if not exc.audited:
-        # A reply's route names no contract: it counts as unknown.
-        contract = request.match_info.get("contract", "")
         request.app[METRICS].published(contract, publish_outcome(exc))
 
 
 def _audit_throttled(
-    request: web.Request, exc: Throttled, *, sender: str, payload_size: int | None
+    request: web.Request, exc: Throttled, *, sender: str, contract: str, payload_size: int | None
 ) -> None:
     """Record a refused publish as ``message.throttled``: who, what, why; never the payload."""
-    request.app[METRICS].published(request.match_info.get("contract", ""), PublishOutcome.THROTTLED)
+    request.app[METRICS].published(contract, PublishOutcome.THROTTLED)
     request.app[AUDIT].record(
         "message.throttled",
         sender=sender,
-        contract=request.match_info["contract"][:_MAX_AUDITED_CONTRACT],
+        contract=contract[:_MAX_AUDITED_CONTRACT],
         reason=exc.reason,
         retry_after_s=exc.retry_after_s,
         payload_size=payload_size,

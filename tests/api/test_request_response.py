@@ -4,6 +4,8 @@ arrives in the requester's inbox."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import aiohttp
 import pytest
 import yaml
 
+from gateway.config import Limits
 from gateway.node import running_node
 from tests.api.conftest import Gateway
 from tests.fakes import MemoryTransport
@@ -40,8 +43,11 @@ def contract(contract_id: str, producer: str, consumer: str, **extra: Any) -> di
     }
 
 
-@pytest.fixture
-async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
+@contextlib.asynccontextmanager
+async def exchanging(
+    tmp_path: Path, limits: dict[str, Limits] | None = None
+) -> AsyncIterator[Gateway]:
+    """A node hosting minhealth (asks) and socialtreasury (answers), with ``limits``."""
     fed = Federation.create(tmp_path)
     for document in (
         contract(LOOKUP, "minhealth", "socialtreasury", response=RESULT),
@@ -52,10 +58,22 @@ async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
         (folder / "1.0.0.yaml").write_text(yaml.safe_dump(document))
     transport = MemoryTransport()
     config = fed.config(("minhealth", "socialtreasury"), bootstrap="memory")
+    config = dataclasses.replace(
+        config,
+        participants=tuple(
+            dataclasses.replace(p, limits=(limits or {}).get(p.id)) for p in config.participants
+        ),
+    )
     async with running_node(config, transport=transport) as node:
         await node.wait_ready(5)
         async with aiohttp.ClientSession(base_url=node.url) as http:
             yield Gateway(node, http, fed, transport)
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with exchanging(tmp_path) as made:
+        yield made
 
 
 async def ask(gw: Gateway, wait: float, to: str = "socialtreasury") -> tuple[int, Any]:
@@ -205,3 +223,22 @@ def test_only_the_awaited_responder_under_the_response_contract_is_taken_as_the_
         assert len(replies) == 0
 
     asyncio.run(check())
+
+
+async def test_a_throttled_reply_is_429_and_audited_under_the_response_contract(
+    tmp_path: Path,
+) -> None:
+    async with exchanging(
+        tmp_path, {"socialtreasury": Limits(messages_per_s=0.001, burst=1)}
+    ) as gw:
+        for _ in range(2):
+            status, _ = await ask(gw, wait=0)
+            assert status == 202
+        first, second = await pull(gw, "socialtreasury")
+        status, _ = await reply(gw, first["message_id"], {"citizen": "P1", "eligible": True})
+        assert status == 202
+        status, problem = await reply(gw, second["message_id"], {"citizen": "P2"})
+        assert status == 429
+        assert problem["type"] == "urn:gateway:problem:rate-limited"
+        [throttled] = [e for e in gw.fed.audit("node-1") if e["event"] == "message.throttled"]
+        assert (throttled["sender"], throttled["contract"]) == ("socialtreasury", RESULT)
