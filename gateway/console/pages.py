@@ -52,7 +52,7 @@ from gateway.console.app import (
     static,
 )
 from gateway.console.charts import horizontal_bars, stacked_bars
-from gateway.console.quality import SPANS
+from gateway.console.quality import SPANS, View
 from gateway.console.sessions import COOKIE
 from gateway.contracts.compat import compare
 from gateway.contracts.model import ContractVersion
@@ -344,11 +344,19 @@ async def quality(request: web.Request) -> web.Response:
     if chosen is not None:
         request.app[CATALOG].versions(chosen)  # an unknown contract is a 404, not an empty page
     span_s, step_s = SPANS[span]
-    await asyncio.to_thread(tally.refresh)
     principal = session.principal
     # A participant sees what it published; a security team, everything this node took in.
     sender = principal.id if principal.role is Role.PARTICIPANT else None
-    view = tally.view(contract=chosen, sender=sender, span_s=span_s, step_s=step_s, now=time.time())
+
+    def counted() -> View:
+        # Both in a thread: a view waits for the lock while another request's first,
+        # whole-log refresh holds it, and must not stall the event loop meanwhile.
+        tally.refresh()
+        return tally.view(
+            contract=chosen, sender=sender, span_s=span_s, step_s=step_s, now=time.time()
+        )
+
+    view = await asyncio.to_thread(counted)
     label = _label_for(step_s)
     return render(
         request,
