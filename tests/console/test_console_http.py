@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -515,3 +516,20 @@ async def test_a_suspended_participant_may_look_but_not_replay(tmp_path: Path) -
                 assert answer.status == 403
                 assert "not an active participant" in await answer.text()
         assert not world.events("message.replayed")
+
+
+async def test_what_callers_put_in_audit_records_is_shown_escaped(console: Console) -> None:
+    hostile = "<script>alert(1)</script>"
+    async with console.client() as http:
+        async with http.post(
+            f"/v1/contracts/{quote(hostile, safe='')}/messages",
+            json=referral(),
+            headers=console.fed.auth("minhealth"),
+        ) as refused:
+            assert refused.status == 404
+        assert any(hostile in json.dumps(r) for r in console.fed.audit("node-1"))
+        await console.sign_in(http, AUDITOR)
+        async with http.get("/console/audit", params={"participant": "minhealth"}) as page:
+            html = await page.text()
+    assert hostile not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
