@@ -195,6 +195,7 @@ async def message_life(request: web.Request) -> web.Response:
         records=[_row(r) for r in records],
         lanes=_lanes(records),
         stages=STAGES,
+        hosted={p.id for p in request.app[CONFIG].participants},
     )
 
 

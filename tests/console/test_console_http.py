@@ -284,6 +284,8 @@ async def test_a_message_page_shows_each_recipients_life(console: Console) -> No
         async with http.get(f"/console/messages/{message_id}") as page:
             html = await page.text()
         assert html.count('class="stage reached"') == 3
+        async with http.get(f"/console/messages/{message_id}") as page:
+            assert "in the audit log of the node hosting" not in await page.text()
         async with http.get("/console/messages/no-such-message") as page:
             assert page.status == 200
             assert "holds no record of that message" in await page.text()
@@ -533,3 +535,24 @@ async def test_what_callers_put_in_audit_records_is_shown_escaped(console: Conso
             html = await page.text()
     assert hostile not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_a_recipient_on_another_node_is_said_to_be_recorded_there(tmp_path: Path) -> None:
+    fed = Federation.create(tmp_path)
+    config = with_auditor(fed, fed.config(("minhealth",), bootstrap="memory"))
+    async with running_node(config, transport=MemoryTransport()) as node:
+        await node.wait_ready(5)
+        console = Console(node, fed, MemoryTransport())
+        async with console.client() as http:
+            async with http.post(
+                PUBLISH,
+                params={"to": "socialtreasury"},
+                json=referral(),
+                headers=fed.auth("minhealth"),
+            ) as published:
+                message_id = (await published.json())["message_id"]
+            await console.sign_in(http, AUDITOR)
+            async with http.get(f"/console/messages/{message_id}") as page:
+                html = await page.text()
+    assert html.count('class="stage reached"') == 1  # accepted, here
+    assert html.count("in the audit log of the node hosting socialtreasury") == 2
