@@ -394,23 +394,31 @@ class InboxHealth:
     """None while the inbox is starting."""
     dead_letters: list[DeadLetter]
     dead_letter_total: int
+    next_after: str | None
+    """``PARTITION:OFFSET`` the next page of dead letters starts after; None: no more."""
+    paged: bool
+    """This page does not start at the first dead letter."""
 
 
 async def delivery(request: web.Request) -> web.Response:
     session = signed_in(request)
     hosted = _visible_inboxes(request.app, session.principal)
+    paged, after = _dead_letter_page(request, hosted)
     inboxes = []
     for participant in hosted:
         inbox = request.app[INBOXES].get(participant)
         letters = request.app[DEAD_LETTERS].get(participant)
         stats = await inbox.stats() if inbox is not None else None
-        page = await letters.page(after=None, limit=_DLQ_PAGE) if letters is not None else None
+        start = after if participant == paged else None
+        page = await letters.page(after=start, limit=_DLQ_PAGE) if letters is not None else None
         inboxes.append(
             InboxHealth(
                 participant,
                 stats,
                 page.entries if page is not None else [],
                 page.total if page is not None else 0,
+                str(page.next_after) if page is not None and page.next_after else None,
+                start is not None,
             )
         )
     lag = horizontal_bars(
@@ -449,6 +457,26 @@ async def replay(request: web.Request) -> web.Response:
         + (f" {len(result.not_found)} not found." if result.not_found else "")
     )
     return see_other("/console/delivery")
+
+
+def _dead_letter_page(
+    request: web.Request, visible: list[str]
+) -> tuple[str | None, Position | None]:
+    """Whose dead letters to page on (``?participant=``) and after which (``?after=P:O``)."""
+    params = request.query
+    for name in params:
+        if name not in ("participant", "after"):
+            raise InvalidParameter(name[:64], f"unknown parameter '{name[:64]}'")
+    participant = params.get("participant")
+    if participant is None:
+        return None, None
+    if participant not in visible:
+        raise InvalidParameter("participant", f"no inbox of '{participant[:64]}' is shown here")
+    try:
+        after = Position.parse(params["after"]) if "after" in params else None
+    except ValueError as exc:
+        raise InvalidParameter("after", str(exc)) from None
+    return participant, after
 
 
 def _visible_inboxes(app: web.Application, principal: Principal) -> list[str]:

@@ -22,6 +22,8 @@ from gateway.console.app import CSP
 from gateway.crypto.jwk import SignKey, Suite
 from gateway.node import running_node
 from gateway.participants.registry import Status
+from tests.api.conftest import Gateway
+from tests.api.dead_letters import refused, settle
 from tests.api.test_registry_api import make_world
 from tests.console.conftest import AUDITOR, COOKIE, HOSTED, Console, with_auditor
 from tests.fakes import MemoryTransport
@@ -556,3 +558,28 @@ async def test_a_recipient_on_another_node_is_said_to_be_recorded_there(tmp_path
                 html = await page.text()
     assert html.count('class="stage reached"') == 1  # accepted, here
     assert html.count("in the audit log of the node hosting socialtreasury") == 2
+
+
+async def test_dead_letters_are_paged_per_inbox(console: Console) -> None:
+    async with console.client() as http:
+        gw = Gateway(console.node, http, console.fed, console.transport)
+        for number in range(55):
+            refused(gw, number=number)
+        await settle(gw, 55)
+        await console.sign_in(http, "socialtreasury")
+        async with http.get("/console/delivery") as page:
+            html = await page.text()
+        assert "50 shown of 55, oldest first" in html
+        [following] = re.findall(r'href="(/console/delivery\?participant=[^"]+)" rel="next"', html)
+        async with http.get(following.replace("&amp;", "&")) as page:
+            html = await page.text()
+        assert "5 shown of 55, oldest first" in html
+        assert 'rel="next"' not in html
+        assert '<a href="/console/delivery">First dead letters</a>' in html
+        for params, status in (
+            ({"participant": "socialtreasury", "after": "zero"}, 400),
+            ({"participant": "acme-analytics"}, 400),  # not this participant's to see
+            ({"page": "2"}, 400),
+        ):
+            async with http.get("/console/delivery", params=params) as page:
+                assert page.status == status, params
