@@ -102,11 +102,11 @@ class Counter(Metric):
         self._values: dict[Labels, float] = {}
 
     def inc(self, *labels: str, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError(f"{self.name}: a counter does not go down")
         values = self._values
         if labels not in values:
             self._check(labels)
-            if amount < 0:
-                raise ValueError(f"{self.name}: a counter does not go down")
             values[labels] = amount
             return
         values[labels] += amount

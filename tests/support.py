@@ -155,10 +155,16 @@ def parse_metrics(text: str) -> dict[str, float]:
     """A scrape of ``/metrics`` as sample -> value, the sample as rendered (name and
     labels: ``gateway_publishes_total{contract="c",outcome="accepted"}``)."""
     samples: dict[str, float] = {}
+    described: list[tuple[str, str]] = []
     for line in text.splitlines():
-        if line and not line.startswith("#"):
+        if line.startswith(("# HELP ", "# TYPE ")):
+            described.append((line[2:6], line.split(" ")[2]))
+        elif line and not line.startswith("#"):
             sample, _, value = line.rpartition(" ")
+            assert sample not in samples, f"{sample} appears twice in one scrape"
             samples[sample] = float(value)
+    # Text format 0.0.4: one HELP and one TYPE per metric family (strict parsers refuse more).
+    assert len(described) == len(set(described)), "a metric family is described twice"
     return samples
 
 

@@ -468,8 +468,8 @@ _INBOX_GAUGES = {
     "ready": "verified messages waiting to be handed out",
     "handed_out": "messages handed out (or being pushed) and not yet acknowledged",
     "delayed": "messages given back with a delay",
-    "lag": "records in the inbox topic not yet read by this node",
 }
+"""Rendered here, measured at each scrape; the lag is the registry's own gauge."""
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -497,7 +497,9 @@ def _check_scraper(request: web.Request) -> None:
     if token is None:
         return
     scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.encode()):
+    # Header bytes that are not UTF-8 arrive as surrogates: encode them back, never fail.
+    presented = sent.encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, token.encode()):
         raise Unauthenticated("send the scrape token: Authorization: Bearer <token>")
 
 

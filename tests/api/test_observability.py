@@ -170,10 +170,12 @@ async def test_log_lines_while_publishing_name_the_trace(
 
     monkeypatch.setattr(publisher, "publish", publish_seeing_context)
     status, _ = await publish(gw, referral(), traceparent=PARENT)
-
     assert status == 202
-    assert bound == [{"trace_id": TRACE}]
-    assert "trace_id" not in structlog.contextvars.get_contextvars()  # unbound after
+    other = "0af7651916cd43dd8448eb211c80319c"
+    status, _ = await publish(gw, referral(2), traceparent=f"00-{other}-b7ad6b7169203331-01")
+    assert status == 202
+
+    assert bound == [{"trace_id": TRACE}, {"trace_id": other}]  # each publish its own
 
 
 async def test_a_publish_without_traceparent_starts_a_trace(gw: Gateway) -> None:
@@ -414,3 +416,25 @@ async def test_metrics_stay_open_without_a_token(gw: Gateway) -> None:
         assert response.status == 200
     async with gw.http.get("/openapi.json") as response:
         assert (await response.json())["paths"]["/metrics"]["get"]["security"] == []
+
+
+async def test_a_scrape_token_that_is_not_utf8_is_refused_not_an_error(tmp_path: Path) -> None:
+    token = tmp_path / "scrape.token"
+    token.write_text("s3cret-scrape-token-0123456789\n")
+    fed = Federation.create(tmp_path / "fed")
+    config = fed.config(("minhealth",), bootstrap="memory")
+    config = dataclasses.replace(
+        config, http=dataclasses.replace(config.http, metrics_token_file=token)
+    )
+    async with running_node(config, transport=MemoryTransport()) as node:
+        await node.wait_ready(5)
+        host, port = node.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
