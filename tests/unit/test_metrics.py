@@ -116,10 +116,10 @@ def test_misuse_is_refused() -> None:
         sent.inc("a", "b")
     with pytest.raises(ValueError, match="does not go down"):
         sent.inc("a", amount=-1)
-    sent.inc("a", amount=2)
+    sent.inc("b", amount=2)
     with pytest.raises(ValueError, match="does not go down"):
-        sent.inc("a", amount=-1)  # not on a series that exists either
-    assert sent.value("a") == 2
+        sent.inc("b", amount=-1)  # not on a series that exists either
+    assert sent.value("b") == 2
     with pytest.raises(ValueError, match="registered twice"):
         registry.counter("sent_total", "Again.")
     with pytest.raises(ValueError, match="increasing"):
