@@ -125,6 +125,11 @@ class Router:
             except GatewayError as exc:
                 self._refused(message_id, request, exc, span)
                 raise
+            except BaseException:
+                # Cancelled (the client went away mid-publish) or a fault: the span
+                # still ends, so an exporter shows what became of the publish.
+                span.end(error="internal")
+                raise
             self._accepted(message_id, request, contract, recipients, span)
         return Accepted(message_id, contract.ref, recipients)
 

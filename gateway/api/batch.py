@@ -27,11 +27,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.handlers import participant_of, publish_request, read_body, require_json
-from gateway.api.keys import AUDIT, CONFIG, LIMITER, ROUTER
+from gateway.api.keys import AUDIT, CONFIG, LIMITER, METRICS, ROUTER
 from gateway.api.problems import TYPE_PREFIX, status_of
 from gateway.cloudevents import SAFE_TOKEN
 from gateway.errors import GatewayError, InvalidParameter, Throttled
 from gateway.ids import derived_message_id
+from gateway.instruments import PublishOutcome
 from gateway.jsonparse import parse_json
 from gateway.routing import Accepted, PublishRequest
 
@@ -151,6 +152,7 @@ def _result(outcome: Accepted | GatewayError) -> dict[str, Any]:
 
 
 def _audit_throttled(request: web.Request, exc: Throttled, publish: PublishRequest) -> None:
+    request.app[METRICS].published(publish.contract, PublishOutcome.THROTTLED)
     request.app[AUDIT].record(
         "message.throttled",
         sender=publish.sender,

@@ -53,10 +53,17 @@ def check_kafka(kafka: KafkaConfig, environ: Mapping[str, str]) -> None:
     _check_sasl(kafka, environ)
 
 
+MAX_TIMEOUT_S = 3600
+"""Kafka's clients take timeouts as 32-bit milliseconds; an hour is far beyond any use."""
+
+
 def _check_timeouts(kafka: KafkaConfig) -> None:
     for key in ("request_timeout_s", "session_timeout_s", "rebalance_timeout_s"):
-        if not getattr(kafka, key) > 0:  # also refuses NaN
-            raise ConfigError(f"kafka.{key}: must be greater than zero")
+        value = getattr(kafka, key)
+        if not 0 < value <= MAX_TIMEOUT_S:  # also refuses NaN and infinity
+            raise ConfigError(
+                f"kafka.{key}: must be greater than zero and at most {MAX_TIMEOUT_S} s"
+            )
     if not 0 < kafka.heartbeat_interval_s < kafka.session_timeout_s:
         raise ConfigError(
             "kafka.heartbeat_interval_s: must be greater than zero and shorter than "

@@ -285,11 +285,19 @@ async def test_throttled_and_deduplicated_publishes_count_as_such(tmp_path: Path
             assert (await publish(gw, referral(), **key))[0] == 202
             assert (await publish(gw, referral(), **key))[0] == 202  # answered from the store
             assert (await publish(gw, referral(2)))[0] == 429
+            # A batch's items over the rate are throttled one by one, and counted so.
+            batch = {"messages": [{"payload": referral(n)} for n in (3, 4)]}
+            async with http.post(
+                f"/v1/contracts/{REFERRAL}/messages:batch",
+                json=batch,
+                headers=fed.auth("minhealth"),
+            ) as answered:
+                assert [r["status"] for r in (await answered.json())["results"]] == [429, 429]
             after = await scrape(gw)
 
     assert after[f'gateway_publishes_total{{{C},outcome="accepted"}}'] == 1
     assert after[f'gateway_publishes_total{{{C},outcome="deduplicated"}}'] == 1
-    assert after[f'gateway_publishes_total{{{C},outcome="throttled"}}'] == 1
+    assert after[f'gateway_publishes_total{{{C},outcome="throttled"}}'] == 3
 
 
 async def test_a_release_and_a_duplicate_count_as_such(gw: Gateway) -> None:
@@ -438,3 +446,29 @@ async def test_a_scrape_token_that_is_not_utf8_is_refused_not_an_error(tmp_path:
         answer = await reader.read()
         writer.close()
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+async def test_a_publish_that_fails_unexpectedly_still_ends_its_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracer = OtelTracer.processing(SimpleSpanProcessor(exporter), service_name="node-1")
+    monkeypatch.setattr("gateway.api.app.tracer_for", lambda _config: tracer)
+    fed = Federation.create(tmp_path)
+    async with running_node(
+        fed.config(("minhealth", ME), bootstrap="memory"), transport=MemoryTransport()
+    ) as node:
+        await node.wait_ready(5)
+
+        async def broken(records: Sequence[OutboundRecord]) -> None:
+            raise RuntimeError("a fault no one planned for")
+
+        monkeypatch.setattr(node.app[PUBLISHER], "publish", broken)
+        async with aiohttp.ClientSession(base_url=node.url) as http:
+            gw = Gateway(node, http, fed, MemoryTransport())
+            with capture_logs():
+                assert (await publish(gw, referral(), traceparent=PARENT))[0] == 500
+
+    [failed] = [s for s in exporter.get_finished_spans() if s.name == "publish"]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description == "internal"

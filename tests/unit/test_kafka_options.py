@@ -218,13 +218,23 @@ def test_unknown_codecs_are_refused(tmp_path: Path, codec: str) -> None:
         ),
         pytest.param(
             "  session_timeout_s: .nan\n",
-            "kafka.session_timeout_s: must be greater than zero",
+            "kafka.session_timeout_s: must be greater than zero and at most 3600 s",
             id="session-nan",
         ),
         pytest.param(
             "  request_timeout_s: 0\n",
-            "kafka.request_timeout_s: must be greater than zero",
+            "kafka.request_timeout_s: must be greater than zero and at most 3600 s",
             id="request-zero",
+        ),
+        pytest.param(
+            "  request_timeout_s: .inf\n  rebalance_timeout_s: .inf\n",
+            "kafka.request_timeout_s: must be greater than zero and at most 3600 s",
+            id="request-infinite",
+        ),
+        pytest.param(
+            "  session_timeout_s: 2592000\n",
+            "kafka.session_timeout_s: must be greater than zero and at most 3600 s",
+            id="session-beyond-milliseconds",
         ),
         pytest.param("  linger_ms: -1\n", "kafka.linger_ms: must not be negative", id="linger"),
         pytest.param(
