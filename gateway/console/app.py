@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import jinja2
 import structlog
 from aiohttp import web
+from multidict import MultiDict
 
 from gateway import errors
 from gateway.api.auth import Principal
@@ -242,6 +243,22 @@ def signed_in(request: web.Request) -> Session:
 def check_csrf(request: web.Request, session: Session, form: Any) -> None:
     if not session.check_csrf(form.get("csrf") if hasattr(form, "get") else None):
         raise BadCsrf("the form's token is missing or stale: reload the page and try again")
+
+
+MAX_FORM_BYTES = 4096
+"""A console form is a token or a few hidden fields."""
+
+
+async def read_form(request: web.Request) -> MultiDict[str]:
+    """The fields of an HTML form (urlencoded, small); :class:`InvalidParameter` otherwise."""
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        raise errors.InvalidParameter("form", "the form is larger than a console form can be")
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise errors.InvalidParameter(
+            "form", "expected an HTML form (application/x-www-form-urlencoded)"
+        )
+    form = await request.post()
+    return MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
 
 
 def render(
