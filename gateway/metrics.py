@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -64,7 +65,7 @@ def number(value: float) -> str:
     return repr(value)
 
 
-class Metric:
+class Metric(ABC):
     """One metric family: a name, a help text, its label names and its samples."""
 
     kind = "untyped"
@@ -84,8 +85,9 @@ class Metric:
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, not {labels!r}")
 
+    @abstractmethod
     def samples(self) -> Iterator[str]:
-        raise NotImplementedError
+        """The family's sample lines, without the HELP and TYPE lines."""
 
     def render(self) -> str:
         head = f"# HELP {self.name} {escape_help(self.help)}\n# TYPE {self.name} {self.kind}\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -37,12 +38,7 @@ _DIGITS = re.compile(r"[0-9]{1,18}")
 
 async def search_audit(request: web.Request) -> web.Response:
     auditor = principal_of(request, Role.AUDITOR)
-    directory = request.app[AUDIT].directory
-    if directory is None:
-        raise NoAuditLog(
-            "this node writes audit events to its structured log only; "
-            "set audit.dir in its config to search them here"
-        )
+    directory = log_directory(request)
     params = request.query
     query, after, limit = parse_search(params)
     page = await asyncio.to_thread(
@@ -69,6 +65,17 @@ async def search_audit(request: web.Request) -> web.Response:
     if following is not None:
         response.headers["Link"] = f'<{following}>; rel="next"'
     return response
+
+
+def log_directory(request: web.Request) -> Path:
+    """The node's audit log directory; 404 ``NoAuditLog`` when it logs to stdout only."""
+    directory = request.app[AUDIT].directory
+    if directory is None:
+        raise NoAuditLog(
+            "this node writes audit events to its structured log only; "
+            "set audit.dir in its config to search them here"
+        )
+    return directory
 
 
 def parse_search(params: MultiMapping[str]) -> tuple[Query, int | None, int | None]:

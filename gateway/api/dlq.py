@@ -71,7 +71,7 @@ async def get_dead_letter(request: web.Request) -> web.Response:
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
     participant = participant_of(request)  # auditors read, they never replay
-    letters = _own(request, participant)
+    letters = own_dead_letters(request, participant)
     if request.query:
         raise InvalidParameter(next(iter(request.query))[:64], "replay takes no query parameters")
     require_json(request)
@@ -104,10 +104,11 @@ def _readable(request: web.Request) -> DeadLetters:
     caller.require(Role.PARTICIPANT)
     if named is not None and named != caller.id:
         raise Forbidden(f"'{caller.id}' may read its own dead letters only")
-    return _own(request, caller.id)
+    return own_dead_letters(request, caller.id)
 
 
-def _own(request: web.Request, participant: str) -> DeadLetters:
+def own_dead_letters(request: web.Request, participant: str) -> DeadLetters:
+    """The participant's own dead letters, if it is active and hosted here (403 otherwise)."""
     if not request.app[ADMISSION].admitted(participant):
         raise Forbidden(f"'{participant}' is not an active participant in the registry")
     letters = request.app[DEAD_LETTERS].get(participant)

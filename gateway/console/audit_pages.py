@@ -21,7 +21,7 @@ from gateway.audit.search import Query, matching, search
 from gateway.audit.store import KEY_FILE, open_head, read_heads, read_verify_keys
 from gateway.audit.verify import verify
 from gateway.console.app import render, signed_in
-from gateway.errors import InvalidParameter, NoAuditLog
+from gateway.errors import InvalidParameter
 
 STAGES = ("accepted", "delivered", "acknowledged")
 """A message's life as its sender and recipients see it, in order."""
@@ -30,7 +30,7 @@ _AUDIT_PAGE = 50
 
 async def search_page(request: web.Request) -> web.Response:
     auditor = _auditor(request)
-    directory = _audit_dir(request)
+    directory = audit_api.log_directory(request)
     params = _filled(request.query)
     query, after, _ = audit_api.parse_search(params)
     page = await asyncio.to_thread(search, directory, query, after=after, limit=_AUDIT_PAGE)
@@ -56,7 +56,7 @@ async def search_page(request: web.Request) -> web.Response:
 
 async def message_life(request: web.Request) -> web.Response:
     auditor = _auditor(request)
-    directory = _audit_dir(request)
+    directory = audit_api.log_directory(request)
     message_id = request.match_info["message_id"]
     if not 0 < len(message_id) <= 256 or not message_id.isprintable():
         raise InvalidParameter("message_id", "a message id is 1-256 printable characters")
@@ -109,7 +109,7 @@ def _lanes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def integrity(request: web.Request) -> web.Response:
     _auditor(request)
-    directory = _audit_dir(request)
+    directory = audit_api.log_directory(request)
 
     def check() -> dict[str, Any]:
         keys = read_verify_keys(directory / KEY_FILE)
@@ -136,13 +136,6 @@ def _auditor(request: web.Request) -> Principal:
     principal = signed_in(request).principal
     principal.require(Role.AUDITOR)
     return principal
-
-
-def _audit_dir(request: web.Request) -> Any:
-    directory = request.app[AUDIT].directory
-    if directory is None:
-        raise NoAuditLog("this node writes audit events to its structured log only; set audit.dir")
-    return directory
 
 
 def _filled(params: MultiMapping[str]) -> MultiDict[str]:

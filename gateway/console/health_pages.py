@@ -15,12 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.auth import Principal, Role
-from gateway.api.keys import ADMISSION, CATALOG, DEAD_LETTERS, INBOXES
+from gateway.api.dlq import own_dead_letters
+from gateway.api.keys import CATALOG, DEAD_LETTERS, INBOXES
 from gateway.console.app import QUALITY, check_csrf, read_form, render, see_other, signed_in
 from gateway.console.charts import horizontal_bars, stacked_bars
 from gateway.console.quality import SPANS, View
-from gateway.dlq import DeadLetter, DeadLetters, Position, Selection
-from gateway.errors import Forbidden, InvalidParameter, NoAuditLog
+from gateway.dlq import DeadLetter, Position, Selection
+from gateway.errors import InvalidParameter, NoAuditLog
 
 _DLQ_PAGE = 50
 
@@ -131,7 +132,7 @@ async def replay(request: web.Request) -> web.Response:
     form = await read_form(request)
     check_csrf(request, session, form)
     session.principal.require(Role.PARTICIPANT)  # auditors read, they never replay
-    letters = _own_letters(request, session.principal.id)
+    letters = own_dead_letters(request, session.principal.id)
     if form.get("all") == "1":
         selection = Selection(everything=True)
     else:
@@ -174,12 +175,3 @@ def _visible_inboxes(app: web.Application, principal: Principal) -> list[str]:
     if principal.role is Role.AUDITOR:
         return hosted
     return [p for p in hosted if p == principal.id]
-
-
-def _own_letters(request: web.Request, participant: str) -> DeadLetters:
-    if not request.app[ADMISSION].admitted(participant):
-        raise Forbidden(f"'{participant}' is not an active participant in the registry")
-    letters = request.app[DEAD_LETTERS].get(participant)
-    if letters is None:
-        raise Forbidden(f"'{participant}' has no dead-letter topic on this node")
-    return letters

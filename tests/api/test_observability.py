@@ -47,6 +47,14 @@ async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
             yield Gateway(node, http, fed, transport)
 
 
+def exporting(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Nodes started from now on export their spans; the exporter that keeps them."""
+    exporter = InMemorySpanExporter()
+    tracer = OtelTracer.processing(SimpleSpanProcessor(exporter), service_name="node-1")
+    monkeypatch.setattr("gateway.api.app.tracer_for", lambda _config: tracer)
+    return exporter
+
+
 async def scrape(gw: Gateway, **headers: str) -> dict[str, float]:
     async with gw.http.get("/metrics", headers=headers) as response:
         assert response.status == 200
@@ -365,9 +373,7 @@ async def test_dead_letters_count_by_participant_and_reason(gw: Gateway) -> None
 async def test_with_export_on_the_spans_that_travel_are_the_exported_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exporter = InMemorySpanExporter()
-    tracer = OtelTracer.processing(SimpleSpanProcessor(exporter), service_name="node-1")
-    monkeypatch.setattr("gateway.api.app.tracer_for", lambda _config: tracer)
+    exporter = exporting(monkeypatch)
     fed = Federation.create(tmp_path)
     transport = MemoryTransport()
     async with running_node(
@@ -451,9 +457,7 @@ async def test_a_scrape_token_that_is_not_utf8_is_refused_not_an_error(tmp_path:
 async def test_a_publish_that_fails_unexpectedly_still_ends_its_span(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exporter = InMemorySpanExporter()
-    tracer = OtelTracer.processing(SimpleSpanProcessor(exporter), service_name="node-1")
-    monkeypatch.setattr("gateway.api.app.tracer_for", lambda _config: tracer)
+    exporter = exporting(monkeypatch)
     fed = Federation.create(tmp_path)
     async with running_node(
         fed.config(("minhealth", ME), bootstrap="memory"), transport=MemoryTransport()

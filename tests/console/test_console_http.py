@@ -24,7 +24,7 @@ from gateway.node import running_node
 from gateway.participants.registry import Status
 from tests.api.conftest import Gateway
 from tests.api.dead_letters import refused, settle
-from tests.api.test_registry_api import make_world
+from tests.api.test_registry_api import World, make_world
 from tests.console.conftest import AUDITOR, COOKIE, HOSTED, Console, with_auditor
 from tests.fakes import MemoryTransport
 from tests.support import Federation, referral
@@ -179,8 +179,10 @@ async def test_an_old_cookie_is_dead_after_sign_out(console: Console) -> None:
         csrf = await console.sign_in(http, AUDITOR)
         cookie = next(c.value for c in http.cookie_jar if c.key == COOKIE)
         assert await status_with(cookie) == 200  # the cookie alone opens the session
-        async with http.post("/console/logout", data={"csrf": csrf}, headers=console.origin):
-            pass
+        async with http.post(
+            "/console/logout", data={"csrf": csrf}, headers=console.origin, allow_redirects=False
+        ) as out:
+            assert out.status == 303
     assert await status_with(cookie) == 303
 
 
@@ -471,6 +473,16 @@ async def test_a_node_can_run_without_the_console(tmp_path: Path) -> None:
             assert page.status == 404
 
 
+async def suspend(world: World, participant: str) -> None:
+    """Suspend ``participant`` in the registry and wait until the node enforces it."""
+    world.put(participant, serial=2, status=Status.SUSPENDED)
+
+    async def suspended() -> bool:
+        return await world.pull_status(participant) == 403
+
+    await world.until(suspended)
+
+
 async def test_participants_from_the_registry_show_status_sponsor_and_key_expiry(
     tmp_path: Path,
 ) -> None:
@@ -481,12 +493,7 @@ async def test_participants_from_the_registry_show_status_sponsor_and_key_expiry
         document = world.document("minhealth")
         document["keys"]["keys"].append(retired.to_jwk())
         world.put("minhealth", serial=2, document=document)
-        world.put("acme-analytics", serial=2, status=Status.SUSPENDED)
-
-        async def suspended() -> bool:
-            return await world.pull_status("acme-analytics") == 403
-
-        await world.until(suspended)
+        await suspend(world, "acme-analytics")
         console = Console(world.node, world.fed, MemoryTransport())
         async with console.client() as http:
             await console.sign_in(http, "socialtreasury")
@@ -505,12 +512,7 @@ async def test_participants_from_the_registry_show_status_sponsor_and_key_expiry
 
 async def test_a_suspended_participant_may_look_but_not_replay(tmp_path: Path) -> None:
     async with make_world(tmp_path) as world:
-        world.put("acme-analytics", serial=2, status=Status.SUSPENDED)
-
-        async def suspended() -> bool:
-            return await world.pull_status("acme-analytics") == 403
-
-        await world.until(suspended)
+        await suspend(world, "acme-analytics")
         console = Console(world.node, world.fed, MemoryTransport())
         async with console.client() as http:
             csrf = await console.sign_in(http, "acme-analytics")
@@ -583,3 +585,39 @@ async def test_dead_letters_are_paged_per_inbox(console: Console) -> None:
         ):
             async with http.get("/console/delivery", params=params) as page:
                 assert page.status == status, params
+
+
+async def test_an_oversized_or_foreign_form_is_refused(console: Console) -> None:
+    async with console.client() as http:
+        async with http.post(
+            "/console/login",
+            data={"token": "x" * 5000},
+            headers=console.origin,
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 400
+            assert "larger than a console form can be" in await answer.text()
+        async with http.post(
+            "/console/login",
+            data={"token": console.fed.tokens[AUDITOR]},
+            headers={**console.origin, "Content-Type": "text/plain"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 400
+            assert "expected an HTML form" in await answer.text()
+    assert not events(console, "console.signed_in")
+
+
+async def test_a_node_without_an_audit_directory_says_so(tmp_path: Path) -> None:
+    fed = Federation.create(tmp_path)
+    config = with_auditor(fed, fed.config(HOSTED, bootstrap="memory"))
+    config = dataclasses.replace(config, audit=dataclasses.replace(config.audit, dir=None))
+    async with running_node(config, transport=MemoryTransport()) as node:
+        await node.wait_ready(5)
+        console = Console(node, fed, MemoryTransport())
+        async with console.client() as http:
+            await console.sign_in(http, AUDITOR)
+            for path in ("/console/audit", "/console/audit/integrity", "/console/quality"):
+                async with http.get(path) as page:
+                    assert page.status == 404, path
+                    assert "audit.dir" in await page.text(), path
